@@ -1,0 +1,1 @@
+"""Host runtime: ``Engine``, device transports and models (``unified_engine.host``)."""

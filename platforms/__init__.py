@@ -1,0 +1,1 @@
+"""Board platforms and the Vivado shell (``unified_engine.platforms``)."""

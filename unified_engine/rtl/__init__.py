@@ -1,0 +1,1 @@
+"""Amaranth ``wiring.Component`` blocks of the engine (``unified_engine.rtl``)."""
