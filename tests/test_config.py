@@ -91,6 +91,7 @@ def test_derived_sizes():
     assert c.axi_bytes == 32 and c.bf16_per_beat == 16
     assert c.scratchpad_rows == 512 * 1024 // 32 == 1 << c.scratchpad_addr_bits
     assert c.gpr_index_bits == 5 and c.address_register_index_bits == 4
+    assert c.reduce_guard_bits == 3 + 4  # lanes=16 → log2 16 = 4
     assert c.sram_bytes == c.scratchpad_bytes + c.accumulator_bytes + c.bias_bytes + c.scale_bytes
     assert c.soc_peak_gflops == c.peak_gflops * c.engines
 

@@ -249,6 +249,15 @@ class EngineConfig:
         return (self.address_registers - 1).bit_length()
 
     @property
+    def reduce_guard_bits(self) -> int:
+        """Guard bits G of the vector unit's ``lanes``-input adder tree (``numerics.multi_add``).
+
+        3 + ceil(log2 lanes): the per-addend sticky jams then cost at most about 1/8 ulp, so the
+        tree's result stays within ~0.6 ulp of the exact sum (docs/numerics.md §4).
+        """
+        return 3 + (self.lanes - 1).bit_length()
+
+    @property
     def icache_bytes(self) -> int:
         """Instruction-cache size in bytes (32 bytes per instruction)."""
         return self.icache_instructions * 32

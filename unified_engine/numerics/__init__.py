@@ -21,12 +21,30 @@ from .fp import (
     pe_accumulate,
     pe_matmul,
 )
+from .quant import QUANT_FORMATS, QuantizedTensor, dequantize, quantize
+from .reduce import (
+    DEFAULT_GUARD_BITS,
+    TOP4_FILL_INDEX,
+    TOP4_FILL_VALUE,
+    argmax_top4,
+    max_reduce,
+    multi_add,
+    multi_add_adder_width,
+    multi_add_error_bound,
+)
 
 __all__ = [
     "BF16_CANONICAL_NAN",
+    "DEFAULT_GUARD_BITS",
     "F32_CANONICAL_NAN",
+    "QUANT_FORMATS",
+    "TOP4_FILL_INDEX",
+    "TOP4_FILL_VALUE",
+    "QuantizedTensor",
+    "argmax_top4",
     "bf16_mul",
     "bf16_to_f32",
+    "dequantize",
     "f32_add",
     "f32_eq",
     "f32_from_bits",
@@ -40,6 +58,11 @@ __all__ = [
     "f32_to_bf16_f32",
     "f32_to_bits",
     "ftz32",
+    "max_reduce",
+    "multi_add",
+    "multi_add_adder_width",
+    "multi_add_error_bound",
     "pe_accumulate",
     "pe_matmul",
+    "quantize",
 ]
