@@ -1,5 +1,14 @@
 """Bit-exact numpy golden models of every arithmetic unit (see docs/numerics.md)."""
 
+from .activation import (
+    ACTIVATIONS,
+    MODES,
+    ActivationParams,
+    activate,
+    clamp,
+    relu,
+    unified_activation,
+)
 from .fp import (
     BF16_CANONICAL_NAN,
     F32_CANONICAL_NAN,
@@ -32,19 +41,27 @@ from .reduce import (
     multi_add_adder_width,
     multi_add_error_bound,
 )
+from .transcendental import exp, exp2, reciprocal, rsqrt, sigmoid
 
 __all__ = [
+    "ACTIVATIONS",
     "BF16_CANONICAL_NAN",
     "DEFAULT_GUARD_BITS",
     "F32_CANONICAL_NAN",
+    "MODES",
     "QUANT_FORMATS",
     "TOP4_FILL_INDEX",
     "TOP4_FILL_VALUE",
+    "ActivationParams",
     "QuantizedTensor",
+    "activate",
     "argmax_top4",
     "bf16_mul",
     "bf16_to_f32",
+    "clamp",
     "dequantize",
+    "exp",
+    "exp2",
     "f32_add",
     "f32_eq",
     "f32_from_bits",
@@ -65,4 +82,9 @@ __all__ = [
     "pe_accumulate",
     "pe_matmul",
     "quantize",
+    "reciprocal",
+    "relu",
+    "rsqrt",
+    "sigmoid",
+    "unified_activation",
 ]

@@ -4,7 +4,7 @@ A weight matrix is ``[N, K]`` row-major; blocks of ``B`` consecutive elements ru
 (``B = EngineConfig.quant_block``, 64 by default; NVFP4 always uses 16).  The per-block
 arithmetic lives in ``quant_blocks.py`` (encoders/decoders) and ``quant_grids.py`` (element
 grids); this module packs codes and scales into a ``QuantizedTensor`` and defines its bytes.
-The full contract, with bit layouts, is ``docs/numerics-quant.md``.
+The full contract, with bit layouts, is ``docs/numerics.md §5``.
 
 Packed layout of a ``QuantizedTensor`` (also its ``to_bytes()`` image, little-endian):
 

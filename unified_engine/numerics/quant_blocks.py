@@ -4,7 +4,7 @@ Each ``encode_*`` function quantizes blocks of bf16 weights, each ``decode_*`` f
 the RTL decoder outputs.  Blocks run along the **last axis**: ``x`` is a ``uint16`` array of bf16
 bit patterns of shape ``[..., B]`` and every ``[..., :]`` row is one block; the leading axes are
 independent blocks.  Codes are returned **unpacked**, one per ``uint8`` (packing two 4-bit codes
-per byte is ``quant.py``'s job).  The contract, in full in ``docs/numerics-quant.md``:
+per byte is ``quant.py``'s job).  The contract, in full in ``docs/numerics.md §5``:
 
 * Inputs are bf16, read with the fp32 rule (subnormals are ±0).
 * bf16-scaled formats: ``scale = f32_to_bf16(f32_mul(absmax, fp32(1/max)))`` with ``max`` = 7,

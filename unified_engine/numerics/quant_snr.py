@@ -1,4 +1,4 @@
-"""Measure the signal-to-noise ratio of the quantized formats (the table in docs/numerics-quant.md).
+"""Measure the signal-to-noise ratio of the quantized formats (the table in docs/numerics.md §5).
 
 ``python -m unified_engine.numerics.quant_snr`` prints a Markdown table of the mean SNR over
 several random ``[N, K]`` matrices of Gaussian and Student-t weights.  The reference is the
