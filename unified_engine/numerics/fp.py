@@ -165,25 +165,48 @@ def f32_eq(a, b) -> np.ndarray:
     return np.equal(a, b)
 
 
+def _flush_subnormals_inplace(x: np.ndarray) -> None:
+    """Set float32 subnormals in ``x`` to zero with their sign (FTZ), in place."""
+    tiny = (np.abs(x) < F32_MIN_NORMAL) & (x != 0)
+    if tiny.any():
+        x[tiny] = np.copysign(np.float32(0), x[tiny])
+
+
 def pe_accumulate(a_bf16, b_bf16, acc=None) -> np.ndarray:
     """What the systolic array computes before rounding: fp32 ``acc + A @ B``.
 
     ``a_bf16`` is ``[M, K]``, ``b_bf16`` is ``[K, N]`` (bf16 bit patterns). Each output starts
     from ``acc`` (default +0) and adds the exact products ``a[m, k] * b[k, n]`` one at a time
     in increasing k with fp32 RNE/FTZ addition. Returns ``float32 [M, N]``.
+
+    Implementation note: a bf16 × bf16 product is exact in float32 unless it underflows (then
+    it is below 2**-126 and flushes: no round-up case exists with 16 significant bits) or
+    overflows (float32 gives ±Inf, as the contract does), so plain float32 multiply and add
+    plus an explicit flush after each step is this contract, bit for bit (NaN payloads are
+    canonicalised once at the end; NaN stays NaN through additions).
     """
     a = np.asarray(a_bf16, dtype=np.uint16)
     b = np.asarray(b_bf16, dtype=np.uint16)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
         raise ValueError(f"pe_accumulate needs A[M,K] and B[K,N]; got {a.shape} and {b.shape}")
     m, n = a.shape[0], b.shape[1]
-    out = np.zeros((m, n), np.float32) if acc is None else ftz32(acc).reshape(m, n).copy()
-    a32 = bf16_to_f32(a).astype(np.float64)
-    b32 = bf16_to_f32(b).astype(np.float64)
-    with np.errstate(invalid="ignore", over="ignore"):
+    if acc is None:
+        out = np.zeros((m, n), np.float32)
+    else:
+        acc = np.asarray(acc)
+        if acc.size != m * n:
+            raise ValueError(f"pe_accumulate: acc must have {m}×{n} elements, got {acc.shape}")
+        out = ftz32(acc.astype(np.float32, copy=False)).reshape(m, n).copy()
+    a32 = np.ascontiguousarray(bf16_to_f32(a).T)  # [K, M]: row k is a contiguous column of A
+    b32 = bf16_to_f32(b)
+    product = np.empty((m, n), np.float32)
+    with np.errstate(invalid="ignore", over="ignore", under="ignore"):
         for k in range(a.shape[1]):
-            out = f32_add(out, _round_f64_to_f32(np.multiply.outer(a32[:, k], b32[k, :])))
-    return out
+            np.multiply(a32[k][:, None], b32[k][None, :], out=product)
+            _flush_subnormals_inplace(product)
+            np.add(out, product, out=out)
+            _flush_subnormals_inplace(out)
+    return ftz32(out)
 
 
 def pe_matmul(a_bf16, b_bf16, acc=None) -> np.ndarray:
