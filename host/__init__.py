@@ -17,8 +17,10 @@ from .errors import (
     OutOfDeviceMemory,
     RaceError,
 )
+from .ops import OpRun, UnsupportedOp
 from .tensor import DTYPES, DeviceTensor
 from .timing import TimingParams
+from .weights import PackedWeight
 
 __all__ = [
     "BACKENDS",
@@ -34,10 +36,13 @@ __all__ = [
     "Engine",
     "EngineError",
     "NotAnEngine",
+    "OpRun",
     "OutOfDeviceMemory",
+    "PackedWeight",
     "RaceError",
     "RunResult",
     "TimingParams",
     "TraceEntry",
+    "UnsupportedOp",
     "default_regions",
 ]

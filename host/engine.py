@@ -45,6 +45,7 @@ from .errors import (
     NotAnEngine,
     RaceError,
 )
+from .ops import EngineOps
 from .tensor import DTYPES, DeviceTensor, to_numpy
 
 __all__ = ["BACKENDS", "Engine", "RunResult", "TraceEntry", "default_regions"]
@@ -111,7 +112,7 @@ class RunResult:
         return macs / (config.macs_per_cycle * self.cycles) if self.cycles else 0.0
 
 
-class Engine:
+class Engine(EngineOps):
     """One engine behind a :class:`Device`.
 
     Use :meth:`open`; the constructor takes an already open device.

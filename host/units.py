@@ -443,17 +443,22 @@ def _packed(m: Machine, addr: int, count: int, fmt: ElemFormat, who: str):
     return _to_f32(m.spad[start:start + nbytes], fmt), _span("spad", start, nbytes)
 
 
-def _sum_rows(x: np.ndarray, lanes: int, prev: np.ndarray | None) -> np.ndarray:
-    """The vector unit's row sum (docs/isa.md): per-beat multi-add, interleaved slots, merge."""
+def _sum_rows(x: np.ndarray, lanes: int, prev: np.ndarray | None,
+              guard_bits: int) -> np.ndarray:
+    """The vector unit's row sum (docs/isa.md): per-beat multi-add, interleaved slots, merge.
+
+    Every multi-input add uses the engine's tree width ``EngineConfig.reduce_guard_bits``
+    (docs/numerics.md §7), as the RTL adder tree does.
+    """
     from unified_engine.numerics.reduce import multi_add
 
     slots: list[np.ndarray | None] = [None] * VECTOR_REDUCE_SLOTS
     for j in range(-(-x.shape[1] // lanes)):
-        s = multi_add(x[:, j * lanes:(j + 1) * lanes], axis=1)
+        s = multi_add(x[:, j * lanes:(j + 1) * lanes], axis=1, guard_bits=guard_bits)
         q = j % VECTOR_REDUCE_SLOTS
         slots[q] = s if slots[q] is None else fp.f32_add(slots[q], s)
     parts = ([] if prev is None else [prev]) + [s for s in slots if s is not None]
-    return multi_add(np.stack(parts, axis=1), axis=1)
+    return multi_add(np.stack(parts, axis=1), axis=1, guard_bits=guard_bits)
 
 
 _BINARY: dict[VecOp, Callable] = {
@@ -512,7 +517,7 @@ def vector(m: Machine, f: dict[str, Any]) -> tuple[list[Span], list[Span]]:
                 result = fp.f32_max(prev, result)
         else:
             terms = fp.f32_mul(x0, x0) if op is VecOp.RSUMSQ else x0
-            result = _sum_rows(terms, m.config.lanes, prev)
+            result = _sum_rows(terms, m.config.lanes, prev, m.config.reduce_guard_bits)
         m.spad[start:start + rows * per_row] = _from_f32(result, dst_fmt)
         return reads, [dst_span]
 
