@@ -708,3 +708,13 @@ def test_integer_snr_matches_uniform_noise_model(fmt, top):
     predicted = 10 * np.log10(np.sum(x**2) / (np.sum(step**2) * 64 / 12))
     measured = snr_db(x, bf16_to_f32(quantize(bits, fmt).dequantize()))
     assert abs(measured - predicted) < 0.5
+
+
+@pytest.mark.parametrize("fmt", ["int4", "fp4", "if4", "int8", "fp8", "if8"])
+def test_single_1d_block_encodes_like_a_batch_of_one(fmt):
+    block = np.full(16, 0x3F80, np.uint16)  # sixteen 1.0 values
+    encode = getattr(qb, f"encode_{fmt}")
+    codes, scales = encode(block)
+    codes2, scales2 = encode(block[None, :])
+    np.testing.assert_array_equal(codes, codes2[0])
+    assert int(scales) == int(scales2[0])

@@ -152,7 +152,7 @@ def _encode_scaled(x_bits: np.ndarray, elem: ElementFormat, int_flag: bool):
     scale_mag = bf16_to_f32(scales).astype(np.float64)
     codes = _encode_elements(elem, magnitude, negative, scale_mag, (scale_mag == 0) | nonfinite)
     if int_flag:
-        scales = scales | np.uint16(BF16_SIGN)
+        scales = np.array(scales | np.uint16(BF16_SIGN), dtype=np.uint16)  # stays an array at 0-d
     scales[nonfinite] = _BF16_NAN_INT if int_flag else _BF16_NAN_FP
     return codes, scales
 
