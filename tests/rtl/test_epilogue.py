@@ -32,7 +32,7 @@ def cols_config(cols: int) -> EngineConfig:
 
 
 def epilogue_golden(acc, bias_lanes, rows, firsts, *, bias="none", scale=1.0,
-                    act="identity", params=None, output="bf16", order="bias_scale",
+                    act="identity", params=None, output="bf16", order="scale_bias",
                     row_state=None):  # fmt: skip
     """Expected output lanes [N, C] (uint32) and running row max [N] (uint32).
 
@@ -77,9 +77,9 @@ def epilogue_golden(acc, bias_lanes, rows, firsts, *, bias="none", scale=1.0,
 def test_golden_orders():
     """(acc + bias)·scale vs acc·scale + bias: (1 + 1)·3 = 6 and 1·3 + 1 = 4."""
     args = ([[0x3F800000]], [[0x3F80]], [0], [1])
-    lanes, _ = epilogue_golden(*args, bias="col", scale=3.0, output="fp32")
+    lanes, _ = epilogue_golden(*args, bias="col", scale=3.0, output="fp32", order="bias_scale")
     assert lanes[0, 0] == 0x40C00000
-    lanes, _ = epilogue_golden(*args, bias="col", scale=3.0, output="fp32", order="scale_bias")
+    lanes, _ = epilogue_golden(*args, bias="col", scale=3.0, output="fp32")  # ISA order
     assert lanes[0, 0] == 0x40800000
 
 
@@ -183,7 +183,7 @@ def encode(dut, acc, bias, rows, firsts, lasts):
 def golden_kwargs(kw):
     return dict(bias=kw.get("bias", "none"), scale=kw.get("scale", 1.0),
                 act=kw.get("activation", "identity"), params=kw.get("params"),
-                output=kw.get("output", "bf16"), order=kw.get("order", "bias_scale"))  # fmt: skip
+                output=kw.get("output", "bf16"), order=kw.get("order", "scale_bias"))  # fmt: skip
 
 
 def check(dut, name, log, beats, kw, state):
@@ -322,7 +322,7 @@ def test_command_encoding():
     cmd = epilogue_command(bias="full", activation="clamp", params=(-np.inf, 2.0))
     assert cmd.bias_mode == BiasMode.FULL and cmd.act == ActKind.CLAMP
     assert (cmd.a, cmd.b) == (0xFF800000, 0x40000000)
-    assert cmd.order == Order.BIAS_SCALE and cmd.out_fmt == ElemFormat.BF16
+    assert cmd.order == Order.SCALE_BIAS and cmd.out_fmt == ElemFormat.BF16
     cmd = epilogue_command(activation="relu")
     assert cmd.act == ActKind.CLAMP and (cmd.a, cmd.b) == (0, 0x7F800000)
     assert epilogue_command().act == ActKind.IDENTITY

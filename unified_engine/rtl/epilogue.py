@@ -135,7 +135,7 @@ def epilogue_command(
     activation: str = "identity",
     params=None,
     output: str = "bf16",
-    order: str = "bias_scale",
+    order: str = "scale_bias",
 ) -> data.Const:
     """A validated value for ``Epilogue.cmd``.
 
@@ -154,7 +154,8 @@ def epilogue_command(
     output:
         ``"bf16"`` or ``"fp32"`` (``isa.ElemFormat``).
     order:
-        ``"bias_scale"`` ((acc + bias)·scale) or ``"scale_bias"`` (acc·scale + bias).
+        ``"scale_bias"`` (acc·scale + bias; the default, the ISA's MATMUL order) or
+        ``"bias_scale"`` ((acc + bias)·scale).
 
     Returns
     -------
