@@ -65,6 +65,21 @@ def bf16_fields(x: Value) -> tuple[Value, Value, Value]:
     return x[15], x[7:15], x[0:7]
 
 
+def multiply_specials(ea: Value, ma: Value, eb: Value, mb: Value) -> tuple[Value, ...]:
+    """Operand classes of a floating-point multiply from the two (exponent, mantissa) pairs.
+
+    Returns ``(a_zero, b_zero, a_inf, b_inf, nan)``: zero includes flushed subnormals
+    (exponent 0); ``nan`` is a NaN operand or Inf × zero. Shared by every multiplier width.
+    """
+    a_zero, b_zero = ea == 0, eb == 0
+    a_inf = (ea == 0xFF) & (ma == 0)
+    b_inf = (eb == 0xFF) & (mb == 0)
+    a_nan = (ea == 0xFF) & (ma != 0)
+    b_nan = (eb == 0xFF) & (mb != 0)
+    nan = a_nan | b_nan | (a_inf & b_zero) | (b_inf & a_zero)
+    return a_zero, b_zero, a_inf, b_inf, nan
+
+
 def leading_zeros(value: Value) -> tuple[Value, Value]:
     """Leading-zero count of ``value`` as a balanced tree (log depth, not a priority chain).
 

@@ -6,7 +6,14 @@ from amaranth.hdl import Cat, Const, Module, Mux
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ._common import F32_BIAS, F32_CANONICAL_NAN, bf16_fields, check_latency, stage
+from ._common import (
+    F32_BIAS,
+    F32_CANONICAL_NAN,
+    bf16_fields,
+    check_latency,
+    multiply_specials,
+    stage,
+)
 
 __all__ = ["Bf16Multiplier"]
 
@@ -49,12 +56,7 @@ class Bf16Multiplier(wiring.Component):
         v = stage(m, 0 in cuts, "in", a=self.a, b=self.b)
         sa, ea, ma = bf16_fields(v["a"])
         sb, eb, mb = bf16_fields(v["b"])
-        a_zero, b_zero = ea == 0, eb == 0  # zero or subnormal: flushed
-        a_inf = (ea == 0xFF) & (ma == 0)
-        b_inf = (eb == 0xFF) & (mb == 0)
-        a_nan = (ea == 0xFF) & (ma != 0)
-        b_nan = (eb == 0xFF) & (mb != 0)
-        nan = a_nan | b_nan | (a_inf & b_zero) | (b_inf & a_zero)
+        a_zero, b_zero, a_inf, b_inf, nan = multiply_specials(ea, ma, eb, mb)
         v = stage(
             m,
             1 in cuts,
