@@ -173,10 +173,11 @@ class Engine(EngineOps):
     @classmethod
     def open(cls, backend: str = "model", config: EngineConfig | None = None,
              **options: Any) -> Engine:
-        """Open an engine on ``backend`` (``"model"``; ``"verilator"``/``"xdma"`` later).
+        """Open an engine on ``backend`` (``"model"``, ``"verilator"``; ``"xdma"`` later).
 
         ``options`` go to the backend's device (model: ``dram_bytes``, ``timing``,
-        ``build_id``) except ``regions`` and ``strict``, which go to :class:`Engine`.
+        ``build_id``; verilator: see :class:`~.verilator.VerilatorDevice`) except ``regions``
+        and ``strict``, which go to :class:`Engine`.
         """
         engine_opts = {k: options.pop(k) for k in ("regions", "strict") if k in options}
         if backend == "model":
@@ -184,6 +185,15 @@ class Engine(EngineOps):
 
             device = ModelDevice(config, **options)
             return cls(device, config or device.config, **engine_opts)
+        if backend == "verilator":
+            from .verilator import VerilatorDevice
+
+            device = VerilatorDevice(config, **options)
+            try:
+                return cls(device, config or device.config, **engine_opts)
+            except BaseException:
+                device.close()
+                raise
         if backend in BACKENDS:
             raise NotImplementedError(f"the {backend!r} backend is not implemented yet; "
                                       "use 'model'")
