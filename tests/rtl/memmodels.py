@@ -85,18 +85,20 @@ class AxiSlaveModel:
 
     Every burst must start on a beat boundary, have ``len`` ≤ 255 and not cross 4 KB; with
     ``window = (base, limit)`` every byte touched must lie inside it.  ``latency`` is the
-    cycles from AR acceptance to the first R beat; ``stall`` the probability of a low
+    cycles from AR acceptance to the first R beat, ``b_latency`` the cycles from the last W
+    beat to its B response (default 0: the next cycle); ``stall`` the probability of a low
     READY / VALID in a cycle.  ``max_outstanding`` bounds accepted, unfinished reads.
     Violations raise ``AssertionError`` (the test fails).
     """
 
     def __init__(self, bus, dram: np.ndarray, *, latency: int = 4, stall: float = 0.0,
                  window: tuple[int, int] | None = None, max_outstanding: int = 8,
-                 seed: int = 0) -> None:
+                 seed: int = 0, b_latency: int = 0) -> None:
         self.bus, self.dram = bus, dram
         self.beat = len(bus.w.payload.data) // 8
         self.latency, self.stall, self.window = latency, stall, window
         self.max_outstanding = max_outstanding
+        self.b_latency = b_latency
         self.rng = np.random.default_rng(seed)
         self.read_bursts: list[tuple[int, int]] = []  # (addr, beats)
         self.write_bursts: list[tuple[int, int]] = []
@@ -130,7 +132,7 @@ class AxiSlaveModel:
         b_layout = bus.b.payload.shape()
         reads: deque[list[int]] = deque()  # [due, addr, beats left, id]
         writes: deque[list[int]] = deque()  # [addr, beats left, id]
-        responses: deque[int] = deque()  # B ids
+        responses: deque[tuple[int, int]] = deque()  # (due cycle, B id)
         held = {}
         cycle = 0
         while True:
@@ -139,7 +141,7 @@ class AxiSlaveModel:
             aw_ready = len(writes) < 4 and not rnd() < self.stall
             w_ready = bool(writes) and not rnd() < self.stall
             r_valid = bool(reads) and reads[0][0] <= cycle and not rnd() < self.stall
-            b_valid = bool(responses)
+            b_valid = bool(responses) and responses[0][0] <= cycle
             ctx.set(bus.ar.ready, ar_ready)
             ctx.set(bus.aw.ready, aw_ready)
             ctx.set(bus.w.ready, w_ready)
@@ -151,7 +153,7 @@ class AxiSlaveModel:
                 fields = {"id": ident, "data": word, "resp": 0, "last": int(left == 1)}
                 ctx.set(Value.cast(bus.r.payload), sum(fields[n] << f.offset for n, f in r_layout))
             if b_valid:
-                b_fields = {"id": responses[0], "resp": 0}
+                b_fields = {"id": responses[0][1], "resp": 0}
                 ctx.set(Value.cast(bus.b.payload),
                         sum(b_fields[n] << f.offset for n, f in b_layout))
             sampled = await ctx.tick().sample(
@@ -193,7 +195,7 @@ class AxiSlaveModel:
                 writes[0][1] -= 1
                 if writes[0][1] == 0:
                     writes.popleft()
-                    responses.append(ident)
+                    responses.append((cycle + 1 + self.b_latency, ident))
             if r_valid and r_rdy:
                 reads[0][1] += self.beat
                 reads[0][2] -= 1
