@@ -30,7 +30,7 @@ from pathlib import Path
 
 from amaranth.back import rtlil
 from amaranth.hdl import Const, Elaboratable
-from amaranth.lib import data, wiring
+from amaranth.lib import wiring
 
 __all__ = ["FAMILIES", "RESOURCE_KEYS", "classify_cells", "synth_estimate", "yosys_version"]
 
@@ -101,7 +101,8 @@ def _ports(design: Elaboratable):
     for _path, _member, value in design.signature.flatten(design):
         if isinstance(value, Const):
             continue
-        ports.append(value.as_value() if isinstance(value, data.View) else value)
+        # data.View and enum.EnumView both wrap the port signal
+        ports.append(value.as_value() if hasattr(value, "as_value") else value)
     return ports
 
 
