@@ -3,10 +3,13 @@
 
 Whole blocks are streamed through the encoder and every output beat (codes and scale) is
 compared with the golden encoder; for IF4 blocks the two fp32 metrics the RTL computed are
-also compared bit for bit with ``if_metric``. Block contents cover the corner classes of the
-contract: ±0 and subnormal inputs, zero blocks (all zero, or absmax·R flushed for one or both
-formats), non-finite blocks, the largest finite bf16, exact ties ``|x| = M·scale`` (checked
-to be real ties), scales that round down (top code clamped), wide dynamic range inside a block.
+also compared bit for bit with ``if_metric``. The configurations with every format round
+through the dividers (``_grid.py``), the 4-bit-only ones through the midpoint comparators;
+the 8-bit formats and NVFP4 are in ``test_quant_encode_nv8.py``. Block contents cover the
+corner classes of the contract: ±0 and subnormal inputs, zero blocks (all zero, or absmax·R
+flushed for one or both formats), non-finite blocks, the largest finite bf16, exact ties
+``|x| = M·scale`` (checked to be real ties), scales that round down (top code clamped), wide
+dynamic range inside a block.
 The arithmetic helpers the metric uses are also tested on their own against ``fp``.
 """
 
@@ -16,174 +19,26 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
+from encodebench import (
+    GRIDS,
+    W,
+    bf16,
+    check,
+    check_blocks,
+    golden,
+    golden_scale_value,
+    make_blocks,
+    random_block,
+    simulate,
+    tie_block,
+)
 from quantbench import config, pack, run_stream, unpack
 
-from unified_engine.isa import WeightFormat
 from unified_engine.numerics import fp
 from unified_engine.numerics import quant_blocks as qb
-from unified_engine.numerics.quant_grids import FP4_E2M1, INT4
 from unified_engine.rtl.quant import QuantDecoder, QuantEncoder
 from unified_engine.rtl.quant._arith import add_nonnegative_f32
 from unified_engine.rtl.quant._metric import error_parts, square_f32
-
-W = WeightFormat
-ENCODERS = {W.INT4: qb.encode_int4, W.FP4: qb.encode_fp4, W.IF4: qb.encode_if4}
-GRIDS = {W.INT4: INT4, W.FP4: FP4_E2M1}
-
-
-# ----- block generators ------------------------------------------------------------------------
-
-
-def bf16(values) -> np.ndarray:
-    return fp.f32_to_bf16(np.asarray(values, np.float32))
-
-
-def golden_scale_value(fmt: W, absmax: float) -> float:
-    """|scale| the golden encoder derives from ``absmax``."""
-    enc = qb.encode_int4 if fmt == W.INT4 else qb.encode_fp4
-    block = np.zeros((1, 16), np.uint16)
-    block[0, 0] = bf16(absmax)
-    return float(fp.bf16_to_f32(enc(block)[1] & 0x7FFF)[0])
-
-
-def tie_block(rng, fmt: W, size: int) -> np.ndarray:
-    """A block with exact ties |x| = M_j·scale for every midpoint M_j of ``fmt``'s grid."""
-    if fmt == W.IF4:
-        fmt = W.INT4 if rng.random() < 0.5 else W.FP4
-    grid = GRIDS[fmt]
-    while True:
-        # A scale with at most 4 significant bits keeps every M_j·scale exact in bf16.
-        scale = float(rng.integers(8, 16)) * 2.0 ** int(rng.integers(-40, 40))
-        absmax = grid.max_value * scale
-        if golden_scale_value(fmt, absmax) == scale:
-            break
-    ties = np.resize(grid.midpoints * scale, size - 1)
-    signs = np.where(rng.random(size - 1) < 0.5, -1.0, 1.0)
-    block = np.concatenate([[absmax], ties * signs])
-    rng.shuffle(block)
-    out = bf16(block)
-    assert np.all(fp.bf16_to_f32(out).astype(np.float64) == block)  # exact in bf16
-    return out
-
-
-def random_block(rng, kind: str, size: int) -> np.ndarray:
-    if kind == "gauss":
-        return bf16(rng.standard_normal(size) * 2.0 ** int(rng.integers(-60, 60)))
-    if kind == "heavy":
-        return bf16(rng.standard_t(2, size) * 2.0 ** int(rng.integers(-30, 30)))
-    if kind == "wide":  # any finite bf16, so huge dynamic range inside a block
-        bits = rng.integers(0, 1 << 16, size).astype(np.uint16)
-        return np.where((bits & 0x7F80) == 0x7F80, bits & 0x807F, bits).astype(np.uint16)
-    if kind == "top":  # near and at the largest finite bf16
-        bits = rng.integers(0x7E00, 0x7F80, size) | (rng.integers(0, 2, size) << 15)
-        bits[rng.integers(0, size)] = 0x7F7F | (int(rng.integers(0, 2)) << 15)
-        return bits.astype(np.uint16)
-    if kind == "bottom":  # subnormals and the smallest normals: absmax·R flushes
-        bits = rng.integers(0, 0x0200, size) | (rng.integers(0, 2, size) << 15)
-        return bits.astype(np.uint16)
-    if kind == "sparse":  # mostly ±0 and subnormals, a few normal values
-        bits = rng.choice([0x0000, 0x8000, 0x0001, 0x807F], size)
-        pick = rng.random(size) < 0.2
-        bits[pick] = bf16(rng.standard_normal(pick.sum()) * 100)
-        return bits.astype(np.uint16)
-    if kind == "zero":
-        return rng.choice([0x0000, 0x8000], size).astype(np.uint16)
-    if kind == "nonfinite":
-        block = bf16(rng.standard_normal(size))
-        block[rng.integers(0, size)] = rng.choice([0x7F80, 0xFF80, 0x7FC0, 0xFFC1, 0x7F81])
-        return block
-    raise ValueError(kind)
-
-
-KINDS = ["gauss", "gauss", "heavy", "wide", "top", "bottom", "sparse", "zero", "nonfinite", "tie"]
-
-
-def make_blocks(rng, n, size, formats=(W.INT4, W.FP4, W.IF4)):
-    fmts = [formats[k] for k in rng.integers(0, len(formats), n)]
-    kinds = [KINDS[k] for k in rng.integers(0, len(KINDS), n)]
-    blocks = np.array([
-        tie_block(rng, f, size) if kind == "tie" and f in ENCODERS else
-        random_block(rng, "gauss" if kind == "tie" else kind, size)
-        for f, kind in zip(fmts, kinds, strict=True)
-    ], np.uint16)
-    return fmts, blocks
-
-
-# ----- simulation and golden comparison ------------------------------------------------------
-
-
-def simulate(cfg, fmts, blocks, metric_lanes=None, **stream_kw):
-    dut = QuantEncoder(cfg, metric_lanes=metric_lanes)
-    g = dut.geometry
-    bpb = dut.beats_per_block
-    beats = [
-        {"payload": pack(block[j * g.lanes : (j + 1) * g.lanes], 16), "fmt": fmt}
-        for fmt, block in zip(fmts, blocks, strict=True)
-        for j in range(bpb)
-    ]
-    watch = {}
-    if hasattr(dut, "metric_valid"):
-        watch = dict(watch=(dut.metric_int, dut.metric_fp), watch_when=dut.metric_valid)
-    log = run_stream(dut, beats, len(beats), **watch, **stream_kw)
-    codes = np.array([unpack(p, 4, g.lanes) for p in log.outputs], np.uint8)
-    scales = np.array([[(p >> (g.lanes * g.code_bits + 16 * k)) & 0xFFFF
-                        for k in range(g.scale_slots)] for p in log.outputs], np.uint16)
-    high = np.array([p >> (4 * g.lanes) & ((1 << (4 * g.lanes * (g.code_bits // 4 - 1))) - 1)
-                     for p in log.outputs])
-    assert not high.any(), "4-bit codes must leave the upper half of the codes field zero"
-    # Every beat of a block carries the block's scale in every slot.
-    assert (scales == scales[:, :1]).all()
-    scales = scales[:, 0].reshape(len(blocks), bpb)
-    assert (scales == scales[:, :1]).all(), "the scale changed inside a block"
-    return dut, codes.reshape(len(blocks), -1), scales[:, 0], log
-
-
-def golden(fmt, block):
-    if fmt not in ENCODERS:
-        return np.zeros(block.shape, np.uint8), np.uint16(0x7FC0)
-    codes, scales = ENCODERS[fmt](block[None])
-    return codes[0], scales[0]
-
-
-def golden_metrics(block):
-    x = block[None]
-    ci, si = qb.encode_int4(x)
-    cf, sf = qb.encode_fp4(x)
-    return (int(fp.f32_to_bits(qb.if_metric(x, qb.decode_int4(ci, si)))[0]),
-            int(fp.f32_to_bits(qb.if_metric(x, qb.decode_fp4(cf, sf)))[0]))
-
-
-def check(cfg, rng, n, formats=(W.INT4, W.FP4, W.IF4), **stream_kw):
-    fmts, blocks = make_blocks(rng, n, cfg.quant_block, formats)
-    return check_blocks(cfg, fmts, blocks, **stream_kw)
-
-
-def check_blocks(cfg, fmts, blocks, **stream_kw):
-    """Simulate, then compare codes, scales and (IF4 blocks) metrics with the golden model."""
-    n = len(blocks)
-    dut_cfg_formats = {W[f.upper()] for f in cfg.formats if f != "bf16"}
-    dut, codes, scales, log = simulate(cfg, fmts, blocks, **stream_kw)
-    for b, (fmt, block) in enumerate(zip(fmts, blocks, strict=True)):
-        want_fmt = fmt if fmt in dut_cfg_formats else None
-        want_codes, want_scale = golden(want_fmt, block)
-        assert scales[b] == want_scale and (codes[b] == want_codes).all(), (
-            f"block {b} ({fmt.name}): got scale {scales[b]:#06x} codes {codes[b].tolist()}, "
-            f"expected {int(want_scale):#06x} {want_codes.tolist()}; "
-            f"block {[hex(v) for v in block]}"
-        )
-    if hasattr(dut, "metric_valid"):
-        # One metric pair per block (every block runs through the metric datapath); compare
-        # those of finite IF4 blocks (non-finite ones are overridden and not defined).
-        assert len(log.watched) == n
-        for b, (fmt, block) in enumerate(zip(fmts, blocks, strict=True)):
-            finite = np.isfinite(fp.bf16_to_f32(block)).all()
-            if fmt == W.IF4 and finite and fmt in dut_cfg_formats:
-                assert log.watched[b] == golden_metrics(block), (
-                    f"block {b}: metrics {[hex(v) for v in log.watched[b]]}, expected "
-                    f"{[hex(v) for v in golden_metrics(block)]}"
-                )
-    return dut, fmts, blocks, log
-
 
 CONFIGS = {"l4_b16": config(4, 16), "l8_b64": config(8, 64)}
 
@@ -220,7 +75,7 @@ def test_encode_corner_blocks():
             blocks.append(random_block(rng, kind, 16))
         for _ in range(3):
             fmts.append(fmt)
-            blocks.append(tie_block(rng, fmt, 16))
+            blocks.append(tie_block(rng, fmt, 16)[0])
         # absmax·R flushes for INT4 (R = 1/7) but not for FP4 (R = 1/6), and the reverse
         # cannot happen: the block at the boundary 6.5·2**-126.
         fmts.append(fmt)
@@ -237,14 +92,8 @@ def test_encode_corner_blocks():
     check_given(cfg, fmts, blocks)
 
 
-def check_given(cfg, fmts, blocks, **stream_kw):
-    dut, codes, scales, log = simulate(cfg, fmts, blocks, **stream_kw)
-    for b, (fmt, block) in enumerate(zip(fmts, blocks, strict=True)):
-        want_codes, want_scale = golden(fmt, block)
-        assert scales[b] == want_scale and (codes[b] == want_codes).all(), (
-            f"block {b} ({fmt.name}): got {scales[b]:#06x} {codes[b].tolist()}, expected "
-            f"{int(want_scale):#06x} {want_codes.tolist()}; block {[hex(v) for v in block]}")
-    return dut, log
+def check_given(cfg, fmts, blocks, tensor_scales=None, **stream_kw):
+    return check_blocks(cfg, fmts, blocks, tensor_scales, **stream_kw)
 
 
 def test_tie_blocks_hold_real_ties_and_clamps_occur():
@@ -252,12 +101,13 @@ def test_tie_blocks_hold_real_ties_and_clamps_occur():
     rng = np.random.default_rng(5)
     for fmt in (W.INT4, W.FP4):
         grid = GRIDS[fmt]
-        block = tie_block(rng, fmt, 16)
+        block, _ = tie_block(rng, fmt, 16)
         scale = golden_scale_value(fmt, float(np.abs(fp.bf16_to_f32(block)).max()))
         q = np.abs(fp.bf16_to_f32(block).astype(np.float64)) / scale
         assert np.isin(grid.midpoints, q).all()
     # Random Gaussian blocks: some scales round down, so absmax/scale exceeds the top code.
-    _fmts, blocks = make_blocks(rng, 200, 16, (W.INT4,))
+    _fmts, blocks, _ = make_blocks(rng, 200, 16, (W.INT4,))
+    blocks = np.array(blocks)
     x = np.abs(fp.bf16_to_f32(blocks).astype(np.float64)).max(axis=1)
     s = fp.bf16_to_f32(qb.encode_int4(blocks)[1] & 0x7FFF).astype(np.float64)
     finite = np.isfinite(x) & (s > 0)
@@ -285,8 +135,21 @@ def test_encode_subset_int4_only():
     assert log.delivered[0][0] == dut.beats_per_block - 1 + dut.latency
 
 
+def test_encode_4bit_only_compares_thresholds():
+    """INT4/FP4/IF4 without an 8-bit format or NVFP4: no dividers, the midpoint comparators of
+    ``_elements.py`` round (the all-format configurations above divide instead)."""
+    cfg = config(4, 16, formats=("bf16", "int4", "fp4", "if4"))
+    rng = np.random.default_rng(14)
+    fmts, blocks, _ = make_blocks(rng, 30, 16)
+    for fmt in (W.INT4, W.FP4, W.IF4):
+        fmts += [fmt] * 3
+        blocks += [tie_block(rng, fmt, 16)[0] for _ in range(3)]
+    dut, _ = check_blocks(cfg, fmts, blocks, stall_probability=0.2)
+    assert not dut._int_div and not dut._fp_div and dut._div_segments == 1
+
+
 def test_encode_subset_fp4_with_8bit_layout():
-    """FP4 only, with INT8 enabled in the config: 8-bit code field, 4-bit codes in its low half."""
+    """FP4 and INT8: 8-bit code field, FP4's 4-bit codes in its low half (INT8 divided)."""
     cfg = config(8, 16, formats=("bf16", "fp4", "int8"))
     dut, *_ = check(cfg, np.random.default_rng(7), 16, formats=(W.FP4, W.INT8),
                     stall_probability=0.3)
@@ -307,15 +170,15 @@ def test_encode_narrow_metric_timing():
     cfg = CONFIGS["l4_b16"]
     rng = np.random.default_rng(11)
     n, bpb, slices = 6, 4, 4
-    fmts, blocks = make_blocks(rng, n, 16, (W.IF4,))
-    dut, _, _, log = check_blocks(cfg, fmts, blocks, metric_lanes=1)
+    fmts, blocks, _ = make_blocks(rng, n, 16, (W.IF4,))
+    dut, log = check_blocks(cfg, fmts, blocks, metric_lanes=1)
     out = [c for c, _ in log.delivered]
     assert out[0] == bpb - 1 + dut.latency
     assert dut.latency == dut.latency_plain + bpb * (slices - 1)
     # The metric is the bottleneck: one block every bpb·slices cycles, beats back to back.
     assert out == [out[0] + j * bpb * slices + k for j in range(n) for k in range(bpb)]
-    fmts, blocks = make_blocks(rng, n, 16, (W.INT4, W.FP4))
-    dut, _, _, log = check_blocks(cfg, fmts, blocks, metric_lanes=1)
+    fmts, blocks, _ = make_blocks(rng, n, 16, (W.INT4, W.FP4))
+    dut, log = check_blocks(cfg, fmts, blocks, metric_lanes=1)
     out = [c for c, _ in log.delivered]
     assert log.accepted == list(range(n * bpb))
     assert out == list(range(bpb - 1 + dut.latency_plain, bpb - 1 + dut.latency_plain + n * bpb))
@@ -323,7 +186,7 @@ def test_encode_narrow_metric_timing():
 
 def test_encode_narrow_metric_mixed_with_backpressure():
     cfg = CONFIGS["l8_b64"]
-    fmts, blocks = make_blocks(np.random.default_rng(12), 8, 64)
+    fmts, blocks, _ = make_blocks(np.random.default_rng(12), 8, 64)
     check_blocks(cfg, fmts, blocks, metric_lanes=2, stall_probability=0.4,
                  gap_probability=0.2, seed=4)
 
@@ -349,7 +212,7 @@ class _RoundTrip(wiring.Component):
 def test_encoder_output_feeds_decoder():
     """The encoder's output layout is the decoder's input: decode(encode(x)) end to end."""
     cfg = CONFIGS["l4_b16"]
-    fmts, blocks = make_blocks(np.random.default_rng(13), 8, 16)
+    fmts, blocks, _ = make_blocks(np.random.default_rng(13), 8, 16)
     dut = _RoundTrip(cfg)
     beats = [{"payload": pack(block[j * 4 : (j + 1) * 4], 16), "fmt": fmt}
              for fmt, block in zip(fmts, blocks, strict=True) for j in range(4)]
@@ -357,16 +220,22 @@ def test_encoder_output_feeds_decoder():
     got = np.array([unpack(p, 16, 4) for p in log.outputs], np.uint16).reshape(8, 16)
     for b, (fmt, block) in enumerate(zip(fmts, blocks, strict=True)):
         codes, scale = golden(fmt, block)
-        assert (got[b] == qb.decode_if4(codes[None], np.array([scale]))[0]).all(), b
+        assert (got[b] == qb.decode_if4(codes[None], np.array([scale], np.uint16))[0]).all(), b
 
 
 def test_encode_rejects_bad_config():
     with pytest.raises(TypeError, match="EngineConfig"):
         QuantEncoder("sim_small")
-    with pytest.raises(ValueError, match="int4, fp4 or if4"):
-        QuantEncoder(config(4, 16, formats=("bf16", "nvfp4", "int8")))
+    with pytest.raises(ValueError, match="needs a block format"):
+        QuantEncoder(config(4, 16, formats=("bf16",)))
     with pytest.raises(ValueError, match="lanes ≤ quant_block"):
         QuantEncoder(config(32, 16))
+    with pytest.raises(ValueError, match="with NVFP4, lanes ≤ 16"):
+        QuantEncoder(config(32, 64))
+    QuantEncoder(config(32, 64, formats=("bf16", "int8")))  # 32 lanes: fine without NVFP4
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="div_steps"):
+            QuantEncoder(config(4, 16), div_steps=bad)
     for bad in (0, 3, 8):
         with pytest.raises(ValueError, match="metric_lanes"):
             QuantEncoder(config(4, 16), metric_lanes=bad)
