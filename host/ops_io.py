@@ -74,6 +74,11 @@ def as_operand(x: Any, name: str) -> Operand:
             bits = arr.view(np.uint16).copy()
         elif arr.dtype == np.float32:
             bits = fp.f32_to_bf16(arr)
+        elif isinstance(x, list | tuple):
+            # A nested list becomes float64 (or int64) in numpy; say what was passed.
+            raise TypeError(f"{name}: a Python {type(x).__name__} converts to numpy {arr.dtype}, "
+                            "which the engine does not take; pass np.asarray(..., "
+                            "dtype=np.float32)")
         else:
             raise TypeError(f"{name}: unsupported dtype {arr.dtype}; allowed numpy float32 and "
                             "ml_dtypes.bfloat16 (convert float64 explicitly)")

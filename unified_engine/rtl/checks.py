@@ -127,7 +127,10 @@ class InstructionChecker(wiring.Component):
         steps = [
             _Step(ErrorCode.DMA_OUT_OF_WINDOW, one, fail=addr[0] < self.window_base),
             _Step(ErrorCode.DMA_OUT_OF_WINDOW, one, start=addr[0], row_bytes=d.row_bytes,
-                  stride=d.dram_stride, rows=d.rows, limit=self.window_limit),
+                  stride=d.dram_stride, rows=d.rows,
+                  # never past the top of the address space, whatever WINDOW_LIMIT says
+                  limit=Mux(self.window_limit > (1 << cfg.axi_addr_width),
+                            1 << cfg.axi_addr_width, self.window_limit)),
             _Step(ErrorCode.SRAM_OUT_OF_RANGE, one, start=addr[1] * unit, row_bytes=d.row_bytes,
                   stride=sstride, rows=d.rows, limit=size),
         ]

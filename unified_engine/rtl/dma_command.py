@@ -154,7 +154,9 @@ class DmaCommand(wiring.Component):
                     ]
                     m.next = "CHECK"
             with m.State("CHECK"):
-                with m.If((dram < self.window_base) | (last > self.window_limit)):
+                # a limit above the address space must not let a transfer wrap past its top
+                top = 1 << self._config.axi_addr_width
+                with m.If((dram < self.window_base) | (last > self.window_limit) | (last > top)):
                     m.d.sync += error.eq(1)
                     m.d.comb += self.unit.done.eq(1)
                     m.next = "IDLE"
