@@ -276,3 +276,32 @@ def test_random_programs(config, seed):
     pcs = _loops(rng, 400, 220)
     simulate(config, pcs, program_addr=program_addr, window=(lo, hi), stall=0.3, gap=0.2,
              latency=int(rng.integers(1, 12)), seed=seed)
+
+
+def test_word_past_the_address_space_is_refused_not_wrapped():
+    """A window limit above 2**axi_addr_width must not let a fetch wrap to address 0: the
+    words that end past the top answer FETCH_OUT_OF_WINDOW and no burst is issued."""
+    top = 1 << SMALL.axi_addr_width
+    dram = np.zeros(DRAM_BYTES, dtype=np.uint8)
+    dut = InstructionFetch(SMALL)
+    model = AxiSlaveModel(dut.axi, dram, latency=2, window=(0, DRAM_BYTES), max_outstanding=2)
+    req_payload = Value.cast(dut.fetch.req.payload)
+    answers: list[int] = []
+
+    async def bench(ctx):
+        ctx.set(dut.program_addr, top - 64)
+        ctx.set(dut.window_base, top - 4096)
+        ctx.set(dut.window_limit, top + 4096)
+        ctx.set(dut.fetch.resp.ready, 1)
+        for pc in (2, 3, 1000):  # addresses top, top + 32, top + 31,936: all past the top
+            ctx.set(dut.fetch.req.valid, 1)
+            ctx.set(req_payload, pc)
+            await ctx.tick().until(dut.fetch.req.ready)
+            ctx.set(dut.fetch.req.valid, 0)
+            (error,) = await ctx.tick().sample(dut.fetch.resp.payload.error).until(
+                dut.fetch.resp.valid)
+            answers.append(error)
+
+    run(dut, bench, processes=[model.process])
+    assert answers == [1, 1, 1]
+    assert model.read_bursts == []

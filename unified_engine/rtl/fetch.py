@@ -114,7 +114,10 @@ class InstructionFetch(wiring.Component):
         full = max(aw, 32 + 5) + 1  # 32·pc + PROGRAM_ADDR without wrapping
         addr = Signal(full)
         m.d.comb += addr.eq(Cat(Const(0, 5), self.program_addr[5:]) + (req.payload << 5))
-        outside = (addr < self.window_base) | (addr + INSTRUCTION_BYTES > self.window_limit)
+        # WINDOW_LIMIT may lie past 2**aw (it has one more bit): a word that ends past the top
+        # of the address space would wrap to address 0, so it is outside too (as in the model).
+        end = addr + INSTRUCTION_BYTES
+        outside = (addr < self.window_base) | (end > self.window_limit) | (end > (1 << aw))
 
         s1_valid = Signal()
         s1_addr = Signal(aw)
