@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import hashlib
 import math
 import os
+import sys
 import time
 import weakref
 from collections.abc import Callable
@@ -52,6 +54,7 @@ from .verilator_build import (
     VerilatorBuildError,
     VerilatorNotFound,
     build,
+    build_by_source,
     build_model,
     cache_root,
 )
@@ -105,6 +108,22 @@ def _load(path: Path) -> ctypes.CDLL:
         fn = getattr(lib, name)
         fn.restype, fn.argtypes = restype, argtypes
     return lib
+
+
+def _rtl_source_key(config: EngineConfig) -> str:
+    """What the Verilog of ``EngineTop(config)`` is a function of: every Python source of the
+    ``unified_engine`` package directory (the RTL, numerics, ISA, register map, config; the
+    host code lives elsewhere), the config, and the Amaranth and Python versions."""
+    import amaranth
+
+    import unified_engine
+
+    h = hashlib.sha256()
+    pkg = Path(unified_engine.__file__).parent
+    for path in sorted(pkg.rglob("*.py")):
+        h.update(str(path.relative_to(pkg)).encode() + b"\0" + path.read_bytes() + b"\0")
+    h.update(f"{config!r} {amaranth.__version__} {sys.version_info[:2]}".encode())
+    return h.hexdigest()
 
 
 def _default_top(config: EngineConfig) -> wiring.Component:
@@ -190,8 +209,13 @@ class VerilatorDevice(Device):
                     str(verilator_root or os.environ.get(ROOT_ENV, "")))
             model = _MODELS.get(memo)
             if model is None or not model.path.is_file():
-                model = build(factory(config), config, trace=trace, cache_dir=cache_dir,
-                              verilator_root=verilator_root)
+                if top_factory is None:  # EngineTop: its Verilog is a function of the sources
+                    model = build_by_source(factory, config, _rtl_source_key(config),
+                                            trace=trace, cache_dir=cache_dir,
+                                            verilator_root=verilator_root)
+                else:
+                    model = build(factory(config), config, trace=trace, cache_dir=cache_dir,
+                                  verilator_root=verilator_root)
                 _MODELS[memo] = model
         elif not isinstance(model, BuildResult):
             raise TypeError(f"model must be the BuildResult of an earlier build, not "

@@ -371,7 +371,8 @@ int finish_lite(Harness* h, const char* what, uint32_t offset) {
 // A new harness: DRAM of `dram_bytes` (zeroed, allocated lazily by the OS), first-beat latency
 // in cycles (>= 1), bandwidth in 2^-20 bytes per cycle (per direction), outstanding bursts per
 // direction, CSR timeout in cycles, optional trace file (NULL or "" for none).  The design is
-// held in reset for two cycles.  Check ue_error() afterwards.
+// held in reset for two cycles (plus the UE_RESET_LATENCY uncounted cycles of the registered
+// reset).  Check ue_error() afterwards.
 UE_API void* ue_create(uint64_t dram_bytes, uint32_t latency, uint64_t bpc_fixed,
                        uint32_t max_outstanding, uint32_t csr_timeout, const char* trace_path) {
     Harness* h = new Harness();
@@ -409,6 +410,11 @@ UE_API void* ue_create(uint64_t dram_bytes, uint32_t latency, uint64_t bpc_fixed
     h->tick();
     h->tick();
     h->top->UE_P_RST = 0;
+    // The build registers the reset (it keeps the reset mux out of Verilator's per-eval input
+    // region); tick until the design has seen the deassertion, and do not count those cycles,
+    // so that cycle numbers are the design's own (2 reset cycles, then running).
+    for (int i = 0; i < UE_RESET_LATENCY; ++i) h->tick();
+    h->cycle -= UE_RESET_LATENCY;
     return h;
 }
 
