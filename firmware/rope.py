@@ -8,14 +8,16 @@ last dimension D).  Per block of RB positions of one of the G leading slices of 
 
 six VECTOR instructions on half rows (so D/2 elements must fill whole beats).  x, cos and sin
 blocks are LOADed per block (cos/sin are re-read for every slice: the three loads take as long
-as the three vector passes).  Buffers double buffered as in ``firmware.rowwise``.
+as the three vector passes).  Buffers double buffered as in ``firmware.rowwise``.  x and out
+advance through the slices with post-incrementing address registers; after a partial last
+block (S not a multiple of RB) they are stepped back by the rows that block did not have.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from unified_engine.asm import Addr
+from unified_engine.asm import Addr, Gpr
 from unified_engine.config import EngineConfig
 
 from .common import Kernel, KernelError, RegAlloc, SpadPlan, ceil_div, new_program
@@ -123,6 +125,12 @@ def build_rope(config: EngineConfig, spec: RopeSpec) -> Kernel:
                 block(rb)
         if tail:
             block(tail)
+        if tail and g > 1:
+            # The partial block post-incremented x and out by a whole block (rb rows); step
+            # them back so the next slice starts right after this one's last row.
+            back = -(rb - tail) * row
+            p.ar_add_gpr(ar_x, Gpr(0), back)
+            p.ar_add_gpr(ar_o, Gpr(0), back)
     p.halt()
     return Kernel(f"rope(g={g}, s={s}, d={d}, rb={rb})", config, p.encode(),
                   {"x": r_x.index, "cos": r_cos.index, "sin": r_sin.index,

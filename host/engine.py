@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import numbers
 from typing import Any
 
 from unified_engine.asm import Program
@@ -48,12 +49,25 @@ from .errors import (
 from .ops import EngineOps
 from .tensor import DTYPES, DeviceTensor, to_numpy
 
-__all__ = ["BACKENDS", "Engine", "RunResult", "TraceEntry", "default_regions"]
+__all__ = ["BACKENDS", "DEFAULT_RUN_TIMEOUT", "Engine", "RunResult", "TraceEntry",
+           "default_regions"]
 
 #: Backend names accepted by :meth:`Engine.open`.
 BACKENDS = ("model", "verilator", "xdma")
+#: Default host timeout of a program run, seconds (:attr:`Engine.run_timeout`).
+DEFAULT_RUN_TIMEOUT = 60.0
 #: Default split of device DRAM between the allocator regions (fractions, in address order).
 _REGION_SPLIT = (("params", 0.5), ("activations", 0.375), ("programs", 0.125))
+
+
+def _check_timeout(seconds: Any, name: str) -> float:
+    """``seconds`` as a float if it is a positive finite number of seconds, else ValueError /
+    TypeError naming ``name``."""
+    if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real):
+        raise TypeError(f"{name} must be a number of seconds, not {type(seconds).__name__}")
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"{name} must be a positive finite number of seconds, not {seconds!r}")
+    return float(seconds)
 
 
 def default_regions(dram_size: int, base: int = 0) -> dict[str, tuple[int, int]]:
@@ -128,13 +142,18 @@ class Engine(EngineOps):
     strict:
         Raise :class:`RaceError` when the backend reports unordered memory conflicts (the
         model backend's race detector).
+    run_timeout:
+        Host seconds each program may run before the engine is soft-reset and
+        :class:`DeviceTimeout` raised: the default of :meth:`run` and so of every op
+        (``matmul``, ``softmax``, …).  Settable later as :attr:`run_timeout`.
     """
 
     def __init__(self, device: Device, config: EngineConfig | None = None, *,
                  regions: dict[str, tuple[int, int]] | None = None,
-                 strict: bool = True) -> None:
+                 strict: bool = True, run_timeout: float = DEFAULT_RUN_TIMEOUT) -> None:
         if not isinstance(device, Device):
             raise TypeError(f"Engine needs a Device, not {type(device).__name__}")
+        self.run_timeout = run_timeout
         self.device = device
         self.strict = strict
         ident = self.csr("ID")
@@ -173,13 +192,16 @@ class Engine(EngineOps):
     @classmethod
     def open(cls, backend: str = "model", config: EngineConfig | None = None,
              **options: Any) -> Engine:
-        """Open an engine on ``backend`` (``"model"``, ``"verilator"``; ``"xdma"`` later).
+        """Open an engine on ``backend`` (``"model"``, ``"verilator"`` or ``"xdma"``).
 
         ``options`` go to the backend's device (model: ``dram_bytes``, ``timing``,
-        ``build_id``; verilator: see :class:`~.verilator.VerilatorDevice`) except ``regions``
-        and ``strict``, which go to :class:`Engine`.
+        ``build_id``; verilator: see :class:`~.verilator.VerilatorDevice`; xdma: ``device``,
+        ``engine``, … see :class:`~.xdma.XdmaDevice`) except ``regions``, ``strict`` and
+        ``run_timeout``, which go to :class:`Engine`.  (``run_timeout`` is not called
+        ``timeout`` because the xdma device's ``timeout`` is its per-transfer DMA timeout.)
         """
-        engine_opts = {k: options.pop(k) for k in ("regions", "strict") if k in options}
+        engine_opts = {k: options.pop(k) for k in ("regions", "strict", "run_timeout")
+                       if k in options}
         if backend == "model":
             from .model import ModelDevice
 
@@ -194,10 +216,28 @@ class Engine(EngineOps):
             except BaseException:
                 device.close()
                 raise
+        if backend == "xdma":
+            from .xdma import XdmaDevice
+
+            device = XdmaDevice(config, **options)
+            try:
+                return cls(device, config or device.config, **engine_opts)
+            except BaseException:
+                device.close()
+                raise
         if backend in BACKENDS:
             raise NotImplementedError(f"the {backend!r} backend is not implemented yet; "
                                       "use 'model'")
         raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
+
+    @property
+    def run_timeout(self) -> float:
+        """Host seconds a program may run (:meth:`run`'s default, used by every op)."""
+        return self._run_timeout
+
+    @run_timeout.setter
+    def run_timeout(self, seconds: float) -> None:
+        self._run_timeout = _check_timeout(seconds, "run_timeout")
 
     def close(self) -> None:
         """Close the device."""
@@ -300,11 +340,20 @@ class Engine(EngineOps):
     # ----- running programs -------------------------------------------------------------------
 
     def load_program(self, program: Program | bytes) -> int:
-        """Place a program image in the programs region (cached by content); its address."""
+        """Place a program image in the programs region (cached by content); its address.
+
+        An empty program (a :class:`Program` without instructions or an empty image) is
+        rejected with ``ValueError``: the engine has nothing to fetch, and running it as an
+        implied HALT would hide a kernel generator that forgot its instructions — end
+        programs with ``Program.halt()``.
+        """
         if isinstance(program, Program):
             if program.config != self.config:
                 raise ValueError("the program was assembled for a different EngineConfig")
             blob = program.encode()
+            if not blob:
+                raise ValueError("an empty Program (no instructions) cannot run; a program "
+                                 "needs at least a HALT (Program.halt())")
         elif isinstance(program, bytes | bytearray | memoryview):
             blob = bytes(program)
             if not blob or len(blob) % INSTRUCTION_BYTES:
@@ -321,7 +370,7 @@ class Engine(EngineOps):
         return block.addr
 
     def run(self, program: Program | bytes, *, args: dict[int, int] | None = None,
-            timeout: float = 60.0, cycle_budget: int = 0, trace: bool | str = False
+            timeout: float | None = None, cycle_budget: int = 0, trace: bool | str = False
             ) -> RunResult:
         """Run ``program`` to HALT.
 
@@ -330,7 +379,8 @@ class Engine(EngineOps):
         args:
             ``{gpr_index: value}`` written before START (program arguments).
         timeout:
-            Seconds to wait; on expiry the engine is soft-reset and ``DeviceTimeout`` raised.
+            Host seconds to wait (positive, finite; ``None``: :attr:`run_timeout`); on expiry
+            the engine is soft-reset and ``DeviceTimeout`` raised.
         cycle_budget:
             Stop with CYCLE_BUDGET after this many cycles (0 = no limit).
         trace:
@@ -340,9 +390,12 @@ class Engine(EngineOps):
         ------
         DeviceError
             The engine stopped with an error (``.code``, ``.pc``).
+        DeviceTimeout
+            The program ran longer than ``timeout`` (the engine was soft-reset and is usable).
         RaceError
             (strict mode) the backend found unordered memory conflicts.
         """
+        timeout = self.run_timeout if timeout is None else _check_timeout(timeout, "timeout")
         if self.busy:
             raise DeviceBusy("the engine is already running a program")
         mode = {False: TraceMode.OFF, "markers": TraceMode.MARKERS, True: TraceMode.ALL,

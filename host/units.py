@@ -126,6 +126,45 @@ def _rows_for(nbytes: int, beat: int) -> int:
     return -(-nbytes // beat)
 
 
+# ----- operand overlap (docs/isa.md, "Operand overlap") ----------------------------------------
+# The RTL's MATMUL and VECTOR units stream: they write results while still reading operands,
+# whereas this model reads every operand before it writes.  The two agree only when no result
+# shares a byte with an operand the instruction still reads, so such instructions are refused
+# (ILLEGAL_OPERAND) after all range checks and before anything is written, exactly where
+# ``rtl.checks`` refuses them.  Overlap is judged on byte *extents* ``[start, Span.end)`` (not
+# row by row), which is what the checker can afford at dispatch.
+
+
+def _intersect(a: Span | None, b: Span | None) -> bool:
+    """True if both spans are non-empty and their byte extents intersect."""
+    if a is None or b is None or not (a.rows and a.row_bytes and b.rows and b.row_bytes):
+        return False
+    return a.start < b.end and b.start < a.end
+
+
+def _in_place(dst: Span, src: Span) -> bool:
+    """The exact in-place case the streaming units handle: same start and row size (so the
+    same element format), and one row or the same row stride with rows that do not overlap
+    each other (every row is read before it is written)."""
+    if dst.start != src.start or dst.row_bytes != src.row_bytes or dst.rows != src.rows:
+        return False
+    return dst.rows == 1 or (dst.stride == src.stride and dst.stride >= dst.row_bytes)
+
+
+def _check_overlap(who: str, dst: Span, sources: dict[str, Span | None],
+                   in_place: tuple[str, ...] = ()) -> None:
+    """ILLEGAL_OPERAND if ``dst`` overlaps a source (names in ``in_place`` may instead be
+    exactly in place)."""
+    for name, src in sources.items():
+        if name in in_place and src is not None and _in_place(dst, src):
+            continue
+        if _intersect(dst, src):
+            raise Stop(ErrorCode.ILLEGAL_OPERAND,
+                       f"{who} bytes {dst.start:#x}…{dst.end - 1:#x} overlap {name} bytes "
+                       f"{src.start:#x}…{src.end - 1:#x} (only an exact in-place element-wise "
+                       f"VECTOR is allowed)")
+
+
 # ----- DMA ------------------------------------------------------------------------------------
 
 
@@ -277,7 +316,8 @@ def matmul(m: Machine, f: dict[str, Any]) -> tuple[list[Span], list[Span]]:
     for i in range(mt):
         tile = _bf16_elems(m.spad, a_start + i * a_rows * beat, k * tr).reshape(k, tr)
         a_full[i * tr:(i + 1) * tr] = tile.T
-    reads.append(Span("spad", a_start, a_bytes, a_rows * beat, mt))
+    a_span = Span("spad", a_start, a_bytes, a_rows * beat, mt)
+    reads.append(a_span)
 
     # B panel: tile j holds k vectors of C elements in b_fmt, row-aligned tiles.
     bits = _elem_bits(fmt)
@@ -299,7 +339,8 @@ def matmul(m: Machine, f: dict[str, Any]) -> tuple[list[Span], list[Span]]:
                                  j * blocks * cols)
             tile = dec.transpose(0, 2, 1).reshape(k, cols)
         b_full[:, j * cols:(j + 1) * cols] = tile
-    reads.append(Span("spad", b_start, b_bytes, b_rows * beat, nt))
+    b_span = Span("spad", b_start, b_bytes, b_rows * beat, nt)
+    reads.append(b_span)
     if fmt is not WeightFormat.BF16:
         extra = 2 if fmt is WeightFormat.NVFP4 else 0
         reads.append(_span("scale", f["qscale"] * 2, 2 * (extra + nt * (k // block) * cols)))
@@ -330,8 +371,18 @@ def matmul(m: Machine, f: dict[str, Any]) -> tuple[list[Span], list[Span]]:
         dst_span = _out_span(cfg, f, big_m, big_n, out_e)
         _check(m.spad, "scratchpad (dst)", dst_span.start, dst_span.row_bytes, dst_span.stride,
                dst_span.rows)
+        rmax_span = None
         if f["rowmax"] is not RowMaxMode.NONE:
             _check(m.spad, "scratchpad (rmax)", f["rmax"] * beat, 4 * big_m, 1, 1)
+            rmax_span = _span("spad", f["rmax"] * beat, 4 * big_m)
+        # the unit writes output rows in tile order, not row order
+        if f["out_layout"] is OutLayout.ROW_MAJOR and 0 < f["dst_pitch"] < big_n * out_e:
+            raise Stop(ErrorCode.ILLEGAL_OPERAND,
+                       f"MATMUL ROW_MAJOR dst_pitch={f['dst_pitch']} is below a row of "
+                       f"N·e = {big_n * out_e} bytes (0 or ≥ N·e)")
+        _check_overlap("MATMUL dst", dst_span, {"A": a_span, "B": b_span})
+        if rmax_span is not None:
+            _check_overlap("MATMUL rmax", rmax_span, {"A": a_span, "B": b_span, "dst": dst_span})
 
     sums = fp.pe_accumulate(a_full, b_full, init)
     if f["acc_out"]:
@@ -483,11 +534,13 @@ def vector(m: Machine, f: dict[str, Any]) -> tuple[list[Span], list[Span]]:
         return _vector_transpose(m, f)
     reads: list[Span] = []
     imm = fp.f32_from_bits(np.uint32(f["imm"]))
+    sources: dict[str, Span | None] = {}  # what dst must not overlap
     if op is VecOp.FILL:
         x0 = None
     else:
         x0, span = _operand(m, f["src0"], f["src0_stride"], f["src0_fmt"], rows, length, "src0")
         reads.append(span)
+        sources["src0"] = span
     dst_fmt = f["dst_fmt"]
     beat = m.config.axi_bytes
 
@@ -496,6 +549,7 @@ def vector(m: Machine, f: dict[str, Any]) -> tuple[list[Span], list[Span]]:
         start = f["dst"] * beat
         _check(m.spad, "scratchpad (dst)", start, rows * per_row, 1, 1)
         dst_span = _span("spad", start, rows * per_row)
+        _check_overlap(f"VECTOR {op.name} dst", dst_span, sources)
         if op is VecOp.ARGMAX4:
             from unified_engine.numerics.reduce import argmax_top4
 
@@ -529,14 +583,17 @@ def vector(m: Machine, f: dict[str, Any]) -> tuple[list[Span], list[Span]]:
             x1, span = _operand(m, f["src1"], f["src1_stride"], f["src1_fmt"], rows, length,
                                 "src1")
             reads.append(span)
+            sources["src1"] = span
         elif bcast is VecBcast.ROW:
             x1, span = _packed(m, f["src1"], rows, f["src1_fmt"], "src1")
             x1 = x1[:, None]
             reads.append(span)
+            sources["src1 (ROW)"] = span
         else:
             x1, span = _packed(m, f["src1"], length, f["src1_fmt"], "src1")
             x1 = x1[None, :]
             reads.append(span)
+            sources["src1 (COL)"] = span
         y = _BINARY[op](x0, x1)
     elif op is VecOp.COPY:
         y = x0
@@ -548,18 +605,33 @@ def vector(m: Machine, f: dict[str, Any]) -> tuple[list[Span], list[Span]]:
         from unified_engine.numerics import transcendental as tr
 
         y = {VecOp.EXP: tr.exp, VecOp.RECIP: tr.reciprocal, VecOp.RSQRT: tr.rsqrt}[op](x0)
-    return reads, [_store_rows(m, f, y, dst_fmt)]
+    return reads, [_store_rows(m, f, y, dst_fmt, sources, in_place=("src0", "src1"))]
 
 
-def _store_rows(m: Machine, f: dict[str, Any], y: np.ndarray, fmt: ElemFormat) -> Span:
+def _store_rows(m: Machine, f: dict[str, Any], y: np.ndarray, fmt: ElemFormat,
+                sources: dict[str, Span | None], in_place: tuple[str, ...] = (),
+                distinct_rows: bool = False) -> Span:
+    """Write ``y`` as dst rows after the range and overlap checks (``distinct_rows``: the
+    rows must not overlap each other either)."""
     beat = m.config.axi_bytes
     rows, length = y.shape
     row_bytes = length * _esize(fmt)
     stride = (f["dst_stride"] or _rows_for(row_bytes, beat)) * beat
     start = f["dst"] * beat
     _check(m.spad, "scratchpad (dst)", start, row_bytes, stride, rows)
+    dst = Span("spad", start, row_bytes, stride, rows)
+    _check_dst_rows(f"VECTOR {f['op'].name}", dst, distinct_rows)
+    _check_overlap(f"VECTOR {f['op'].name} dst", dst, sources, in_place)
     _write(m.spad, start, stride, _from_f32(y.reshape(-1), fmt).reshape(rows, row_bytes))
-    return Span("spad", start, row_bytes, stride, rows)
+    return dst
+
+
+def _check_dst_rows(who: str, dst: Span, distinct_rows: bool) -> None:
+    """TRANSPOSE writes tile by tile, so its destination rows must not overlap each other."""
+    if distinct_rows and dst.rows > 1 and dst.stride < dst.row_bytes:
+        raise Stop(ErrorCode.ILLEGAL_OPERAND,
+                   f"{who} dst rows of {dst.row_bytes} bytes overlap each other (stride "
+                   f"{dst.stride} bytes)")
 
 
 def _vector_transpose(m: Machine, f: dict[str, Any]) -> tuple[list[Span], list[Span]]:
@@ -576,9 +648,13 @@ def _vector_transpose(m: Machine, f: dict[str, Any]) -> tuple[list[Span], list[S
         stride = (f["dst_stride"] or _rows_for(row_bytes, beat)) * beat
         start = f["dst"] * beat
         _check(m.spad, "scratchpad (dst)", start, row_bytes, stride, length)
+        dst = Span("spad", start, row_bytes, stride, length)
+        _check_dst_rows("VECTOR TRANSPOSE", dst, True)
+        _check_overlap("VECTOR TRANSPOSE dst", dst, {"src0": span})
         _write(m.spad, start, stride, out.view(np.uint8).reshape(length, row_bytes))
-        return [span], [Span("spad", start, row_bytes, stride, length)]
-    return [span], [_store_rows(m, f, np.ascontiguousarray(x0.T), f["dst_fmt"])]
+        return [span], [dst]
+    return [span], [_store_rows(m, f, np.ascontiguousarray(x0.T), f["dst_fmt"],
+                                {"src0": span}, distinct_rows=True)]
 
 
 def _vector_quant(m: Machine, f: dict[str, Any]) -> tuple[list[Span], list[Span]]:
@@ -617,6 +693,8 @@ def _vector_quant(m: Machine, f: dict[str, Any]) -> tuple[list[Span], list[Span]
         dst_stride = (f["dst_stride"] or _rows_for(code_bytes, beat)) * beat
         dst = f["dst"] * beat
         _check(m.spad, "scratchpad (dst)", dst, code_bytes, dst_stride, rows)
+        _check_overlap("VECTOR QUANTIZE dst", Span("spad", dst, code_bytes, dst_stride, rows),
+                       {"src0": Span("spad", start, row_bytes, stride, rows)})
         x = _read(m.spad, start, row_bytes, stride, rows).view(np.uint16)
         x = x.reshape(rows, blocks, block)
         if nv:
@@ -648,4 +726,4 @@ def _vector_quant(m: Machine, f: dict[str, Any]) -> tuple[list[Span], list[Span]
         out = getattr(q, f"decode_{name}")(codes, entries.reshape(rows, blocks).copy())
     y = fp.bf16_to_f32(out.reshape(rows, length))
     reads = [Span("spad", src, code_bytes, src_stride, rows), scale_span]
-    return reads, [_store_rows(m, f, y, f["dst_fmt"])]
+    return reads, [_store_rows(m, f, y, f["dst_fmt"], {"src0": reads[0]})]

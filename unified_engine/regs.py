@@ -80,7 +80,8 @@ ERROR_DOCS: dict[ErrorCode, str] = {
     ErrorCode.ILLEGAL_INSTRUCTION: "undefined opcode or enum value, reserved bits set, a queue "
     "waiting on itself, or an invalid GPR override",
     ErrorCode.ILLEGAL_OPERAND: "fields that are each valid but not together (e.g. a MATMUL k "
-    "that is not a multiple of the quantization block)",
+    "that is not a multiple of the quantization block, or a MATMUL/VECTOR result that "
+    "overlaps an operand other than exactly in place)",
     ErrorCode.FETCH_OUT_OF_WINDOW: "an instruction fetch outside the DRAM window",
     ErrorCode.DMA_OUT_OF_WINDOW: "a DMA row outside the DRAM window; nothing of that "
     "instruction was transferred",

@@ -422,12 +422,15 @@ def test_run_bad_programs(eng):
     still_works(eng)
 
 
-@pytest.mark.xfail(strict=True, reason="an empty Program reaches the allocator, which says "
-                   "'nbytes must be an int ≥ 1, not 0' (host/engine.py load_program should "
-                   "name the empty program)")
-def test_run_empty_program(eng):
+@pytest.mark.parametrize("program", [Program(SMALL), b""], ids=["Program", "bytes"])
+def test_run_empty_program(eng, program):
+    """An empty program is refused before anything is allocated or started (docs/ops.md)."""
+    before = free_bytes(eng), eng.allocator.free_bytes("programs")
     with pytest.raises(ValueError, match="empty"):
-        eng.run(Program(SMALL))
+        eng.run(program)
+    assert (free_bytes(eng), eng.allocator.free_bytes("programs")) == before
+    assert not eng.busy
+    still_works(eng)
 
 
 def test_run_device_error_names_code_and_instruction(eng):

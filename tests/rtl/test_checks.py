@@ -1,7 +1,9 @@
 """``InstructionChecker`` against the ISA simulator's own operand checks (``host/units.py``).
 
 Random LOAD/STORE/MATMUL/VECTOR instructions (fields biased towards small values and range
-edges, random effective addresses and windows) go through the RTL checker; the reference is
+edges, random effective addresses and windows) go through the RTL checker; MATMUL and VECTOR
+operands are often placed on top of or next to each other, or exactly in place, to exercise
+the operand-overlap rule (docs/isa.md "Operand overlap").  The reference is
 the error code ``host.units`` raises when it executes the same resolved instruction on a
 ``Machine``.  The resolved word must carry the effective addresses with the address registers,
 increments and override fields cleared.
@@ -39,8 +41,27 @@ def _value(rng, info):
     return int(rng.integers(0, high + 1))
 
 
-def _random_instruction(rng, isa, op):
+def _in_place(rng, values):
+    """Make a VECTOR's dst the exact in-place twin of src0 or a TENSOR src1 (sometimes with
+    one detail off: format, stride or start)."""
+    src = "src1" if rng.random() < 0.3 else "src0"
+    if src == "src1":
+        values["bcast"] = "TENSOR"
+    values["dst_fmt"] = values[f"{src}_fmt"]
+    values["dst_stride"] = values[f"{src}_stride"]
+    values["dst.imm"] = values[f"{src}.imm"]
+    r = rng.random()
+    if r < 0.1:
+        values["dst_stride"] = int(rng.integers(0, 4))
+    elif r < 0.2:
+        values["dst.imm"] = values[f"{src}.imm"] + 1
+
+
+def _random_instruction(rng, isa, op, overlap=False):
     limits = {"m_tiles": 5, "n_tiles": 5, "k": 300, "rows": 300, "length": 300}
+    if overlap:  # small operands, so that most overlapping cases pass the range checks
+        limits = {"m_tiles": 3, "n_tiles": 3, "k": 64, "rows": 12, "length": 40,
+                  "src0_stride": 8, "src1_stride": 8, "dst_stride": 8, "dst_pitch": 96}
     while True:
         values = {}
         for info in isa.fields(op):
@@ -51,23 +72,38 @@ def _random_instruction(rng, isa, op):
                 v = int(rng.integers(0, limits[info.path] + 1))
             if info.path.endswith(".ar") or info.path.endswith(".inc"):
                 v = 0
+            if overlap and info.path.endswith(".imm"):
+                v = int(rng.integers(0, 48))
             values[info.path] = v
+        if overlap and op is Opcode.MATMUL:  # mostly instructions that pass the other rules
+            if rng.random() < 0.8:
+                values["b_fmt"] = "BF16"
+            values["wb"] = int(rng.random() < 0.85)
+            values["acc_in"] = values["acc_out"] = 0
+        if overlap and op is Opcode.VECTOR:
+            if rng.random() < 0.85:
+                values["accumulate"] = 0
+            if rng.random() < 0.4:
+                _in_place(rng, values)
         try:
             return isa.make(op, **values)
         except ValueError:
             continue
 
 
-def _effective(rng, isa, ins, config):
+def _effective(rng, isa, ins, config, overlap=False):
     groups = address_groups(isa, ins.opcode)
     mask = (1 << config.axi_addr_width) - 1
     out = []
     for g in groups:
         imm = ins[f"{g}.imm"]
         r = rng.random()
-        ar = 0 if r < 0.7 else int(rng.integers(0, 64)) if r < 0.9 else \
+        ar = 0 if r < 0.7 or overlap else int(rng.integers(0, 64)) if r < 0.9 else \
             int(rng.integers(0, 1 << config.axi_addr_width))
         out.append((imm + ar) & mask)
+    if overlap and rng.random() < 0.5:  # one operand at / next to another one's start
+        i, j = rng.choice(len(out), 2, replace=False)
+        out[j] = max(0, out[i] + int(rng.integers(-3, 4)))
     return out
 
 
@@ -128,8 +164,9 @@ def _cases(config, count, seed):
     cases = []
     for n in range(count):
         op = (Opcode.LOAD, Opcode.STORE, Opcode.MATMUL, Opcode.VECTOR)[n % 4]
-        ins = _random_instruction(rng, isa, op)
-        addrs = _effective(rng, isa, ins, config)
+        overlap = op in (Opcode.MATMUL, Opcode.VECTOR) and rng.random() < 0.5
+        ins = _random_instruction(rng, isa, op, overlap)
+        addrs = _effective(rng, isa, ins, config, overlap)
         lo = int(rng.integers(0, _DRAM // 2))
         window = (lo, int(rng.integers(lo, _DRAM + 1)))
         if rng.random() < 0.3 and op in (Opcode.LOAD, Opcode.STORE):
@@ -198,3 +235,53 @@ def test_checker_matches_simulator_many():
     for seed in range(3, 8):
         config = EngineConfig.preset("sim_small")
         _check(config, _cases(config, 1000, seed=seed))
+
+
+def test_overlap_edges_sim_small():
+    """Hand-placed operands at the edges of the overlap rule (sim_small: 8-byte rows; a
+    k = 4 tile has A = 4 rows, B = 2 rows, a 2-row ROW_MAJOR bf16 output and 2 rows of
+    maxima; a 3 × 4 bf16 VECTOR operand is 3 rows).  Expected codes follow from that
+    geometry; the checker must agree with them and with the simulator."""
+    config = EngineConfig.preset("sim_small")
+    isa = isa_for(config)
+    bad, ok = ErrorCode.ILLEGAL_OPERAND, ErrorCode.NONE
+
+    def mm(a=0, b=8, dst=16, rmax=24, **kw):
+        fields = {"m_tiles": 1, "n_tiles": 1, "k": 4, "wb": 1} | kw
+        return isa.make(Opcode.MATMUL, **fields), [a, b, dst, rmax]
+
+    def vec(dst=0, src0=0, src1=8, **kw):
+        fields = {"op": "ADD", "rows": 3, "length": 4} | kw
+        return isa.make(Opcode.VECTOR, **fields), [dst, src0, src1]
+
+    table = [
+        (mm(), ok), (mm(dst=3), bad), (mm(dst=4), ok), (mm(dst=6), ok), (mm(dst=7), bad),
+        (mm(dst=0, wb=0), ok), (mm(k=0, dst=0), ok),
+        (mm(rowmax="INIT", rmax=17), bad), (mm(rowmax="INIT", rmax=18), ok),
+        (mm(rowmax="UPDATE", rmax=9), bad), (mm(rowmax="UPDATE", rmax=10), ok),
+        (mm(dst_pitch=3), bad), (mm(dst_pitch=4), ok), (mm(dst_pitch=7, out_fmt="FP32"), bad),
+        (mm(dst_pitch=3, out_layout="B_PANEL"), ok),
+        (mm(a=2044, dst=2047), ErrorCode.SRAM_OUT_OF_RANGE),
+        (vec(), ok), (vec(dst=8), ok), (vec(src1=0), ok), (vec(dst_stride=1), ok),
+        (vec(rows=1, dst_stride=3), ok), (vec(dst=1), bad), (vec(dst=2), bad),
+        (vec(dst=3, src1=16), ok), (vec(dst=5), ok), (vec(dst=6), bad),
+        (vec(dst_fmt="FP32", src1=16), bad), (vec(dst_stride=2, src1=16), bad),
+        (vec(length=8, src0_stride=1, dst_stride=1, src1=16), bad),
+        (vec(bcast="ROW", src1=4, dst=4, src0=8), bad),
+        (vec(bcast="COL", src1=5, dst=4, src0=8), bad),
+        (vec(bcast="SCALAR", src1=0, src0=8), ok), (vec(op="FILL"), ok),
+        (vec(op="RSUM", dst=2, dst_fmt="FP32"), bad), (vec(op="RSUM", dst=3, dst_fmt="FP32"), ok),
+        (vec(op="RSUM", dst=3, dst_fmt="FP32", accumulate=1), ok),
+        (vec(op="TRANSPOSE", rows=4), bad), (vec(op="TRANSPOSE", rows=4, dst=4), ok),
+        (vec(op="TRANSPOSE", rows=8, dst=8, dst_stride=1), bad),
+        (vec(op="TRANSPOSE", rows=8, dst=8, dst_stride=2), ok),
+        (vec(op="TRANSPOSE", rows=8, length=1, dst=8, dst_stride=1), ok),
+        (vec(op="QUANTIZE", rows=1, length=64, qfmt="INT8"), bad),
+        (vec(op="QUANTIZE", rows=1, length=64, qfmt="INT8", dst=16), ok),
+    ]
+    window = (0, _DRAM)
+    got = _run(config, [(ins, addrs, window) for (ins, addrs), _ in table])
+    for ((ins, addrs), want), (err, _, _) in zip(table, got, strict=True):
+        what = f"{ins.opcode.name} {dict(ins.fields)} addrs={addrs}"
+        assert _reference(config, ins, addrs, window) is want, f"simulator: {what}"
+        assert err is want, f"RTL {err.name}: {what}"

@@ -22,6 +22,12 @@ gives the code):
   QUANTIZE/DEQUANTIZE format, block multiple, NVFP4 tensor scale (``imm`` a positive normal
   fp32), ``src0_fmt`` = BF16 for QUANTIZE; every operand and result span inside the scratchpad
   and the scale entries inside the scale memory.
+* Operand overlap, last (ILLEGAL_OPERAND; docs/isa.md "Operand overlap"): the MATMUL output
+  block and row maxima must not overlap the A / B panels or each other and a ROW_MAJOR
+  ``dst_pitch`` must be 0 or ≥ N·e; a VECTOR ``dst`` must not overlap ``src0`` or ``src1``
+  unless it is exactly in place (element-wise op, same start, format and row stride, rows not
+  overlapping each other); TRANSPOSE destination rows must not overlap each other.  Overlap
+  means intersecting byte extents ``[start, start + (rows − 1)·stride + row_bytes)``.
 
 Two checks of the simulator depend on memory *contents* and cannot be made at dispatch: the
 NVFP4 tensor scale of a MATMUL (read from the scale memory) and the DRAM size (the window is
@@ -31,7 +37,10 @@ MATMUL unit; see ``docs/isa.md``.
 Implementation: the rules become a list of *steps* per opcode, each ``start + row_bytes +
 (rows − 1)·stride ≤ limit`` (a span; no rows or no bytes passes) or a plain condition, checked
 one per cycle through a 3-stage pipeline with one shared multiplier (select → multiply →
-compare).  An instruction takes ``steps + 4`` cycles.
+compare).  An instruction takes ``steps + 4`` cycles.  The overlap rule costs one step per
+MATMUL / VECTOR: the span steps of the operands save their ends (the ``base + product`` the
+compare stage forms anyway) and a last *late* step compares the extents in the compare stage,
+without another multiplication.
 
 Ports
 -----
@@ -77,9 +86,19 @@ _F32_MIN_NORMAL = 0x00800000
 _F32_INF = 0x7F800000
 
 
+#: Operand extents a span step can save for the overlap step (one register pair each).
+_SLOTS = ("dst", "src0", "src1", "a", "b")
+
+
 @dataclasses.dataclass
 class _Step:
-    """One check: fails if ``en`` and (``fail`` or the span leaves ``limit``)."""
+    """One check: fails if ``en`` and (``fail`` or the span leaves ``limit``, or ``late``).
+
+    ``save``: a span step that passes records its end ``start + row_bytes + (rows − 1)·stride``
+    in that :data:`_SLOTS` register.  ``late``: a condition evaluated in the compare stage (so
+    it may use the ends saved by earlier steps; at least one step must separate them, which
+    the pipeline guarantees as the saving steps come before).
+    """
 
     code: ErrorCode
     en: Value
@@ -89,6 +108,8 @@ class _Step:
     stride: Value | int = 0
     rows: Value | int = 0
     limit: Value | int = 0
+    save: str | None = None
+    late: Value | None = None
 
 
 def _ceil_div_pow2(x: Value, d: int) -> Value:
@@ -115,6 +136,16 @@ class InstructionChecker(wiring.Component):
         })
 
     # ----- rule lists -------------------------------------------------------------------------
+
+    def _overlap(self, a, a_start, b: str, b_start) -> Value:
+        """Byte extents of operand ``a`` and saved operand ``b`` intersect (both non-empty).
+        ``a`` is a slot name (start ``a_start``) or a ``(start, end)`` pair that is known to
+        be non-empty."""
+        if isinstance(a, str):
+            has_a, end_a = self._has[a], self._ends[a]
+        else:
+            (a_start, end_a), has_a = a, Const(1, 1)
+        return has_a & self._has[b] & (a_start < self._ends[b]) & (b_start < end_a)
 
     def _dma_steps(self, d, addr) -> tuple[Value, list[_Step]]:
         cfg = self.config
@@ -183,13 +214,15 @@ class InstructionChecker(wiring.Component):
                              _ceil_div_pow2(b_tile, beat) * beat))
         dst_rows = Mux(layout == OutLayout.ROW_MAJOR, big_m,
                        Mux(layout == OutLayout.A_PANEL, mm.m_tiles, mm.n_tiles))
+        with_rmax = mm.wb & (mm.rowmax != RowMaxMode.NONE)
+        rmax = (addr[3] * beat, addr[3] * beat + big_m * 4)  # packed: no multiply needed
         steps = [
             _Step(ErrorCode.UNSUPPORTED_FORMAT, one, fail=~supported),
             _Step(ErrorCode.ILLEGAL_OPERAND, quantized, fail=(mm.k & block_mask) != 0),
             _Step(ErrorCode.SRAM_OUT_OF_RANGE, one, start=addr[0] * beat, row_bytes=a_bytes,
-                  stride=a_rows * beat, rows=mm.m_tiles, limit=cfg.scratchpad_bytes),
+                  stride=a_rows * beat, rows=mm.m_tiles, limit=cfg.scratchpad_bytes, save="a"),
             _Step(ErrorCode.SRAM_OUT_OF_RANGE, one, start=addr[1] * beat, row_bytes=b_bytes,
-                  stride=b_rows * beat, rows=mm.n_tiles, limit=cfg.scratchpad_bytes),
+                  stride=b_rows * beat, rows=mm.n_tiles, limit=cfg.scratchpad_bytes, save="b"),
             # block scales of all n tiles (the simulator checks them tile by tile, in order;
             # the last tile's is the binding one), then the NVFP4 tensor-scale entries
             _Step(ErrorCode.SRAM_OUT_OF_RANGE, quantized,
@@ -201,10 +234,20 @@ class InstructionChecker(wiring.Component):
                   row_bytes=n_bias * 2, stride=0, rows=1, limit=cfg.bias_bytes),
             _Step(ErrorCode.SRAM_OUT_OF_RANGE, mm.wb, start=addr[2] * beat,
                   row_bytes=dst_row_bytes, stride=dst_stride, rows=dst_rows,
-                  limit=cfg.scratchpad_bytes),
-            _Step(ErrorCode.SRAM_OUT_OF_RANGE, mm.wb & (mm.rowmax != RowMaxMode.NONE),
-                  start=addr[3] * beat, row_bytes=big_m * 4, stride=0, rows=1,
-                  limit=cfg.scratchpad_bytes),
+                  limit=cfg.scratchpad_bytes, save="dst"),
+            _Step(ErrorCode.SRAM_OUT_OF_RANGE, with_rmax, start=addr[3] * beat,
+                  row_bytes=big_m * 4, stride=0, rows=1, limit=cfg.scratchpad_bytes),
+            # operand overlap (last, as in the simulator): ROW_MAJOR rows written in tile
+            # order must not overlap; the output block and the row maxima must not overlap
+            # the A / B panels the unit is still reading, nor each other
+            _Step(ErrorCode.ILLEGAL_OPERAND, mm.wb, late=(
+                ((layout == OutLayout.ROW_MAJOR) & (mm.dst_pitch != 0)
+                 & (mm.dst_pitch < big_n * e))
+                | self._overlap("dst", addr[2] * beat, "a", addr[0] * beat)
+                | self._overlap("dst", addr[2] * beat, "b", addr[1] * beat)
+                | (with_rmax & (self._overlap(rmax, None, "a", addr[0] * beat)
+                                | self._overlap(rmax, None, "b", addr[1] * beat)
+                                | self._overlap(rmax, None, "dst", addr[2] * beat))))),
         ]
         return empty, steps
 
@@ -255,6 +298,20 @@ class InstructionChecker(wiring.Component):
         packed1_bytes = Mux(v.bcast == VecBcast.ROW, v.rows, v.length) * e1
         dst_bytes = v.length * ed
         t_dst_bytes = v.rows * ed
+        elementwise = plain & ~row_result
+
+        def in_place(src, fmt, stride_field):
+            """dst is exactly this TENSOR operand: same start, format and row stride, and
+            rows that do not overlap each other (or a single row)."""
+            same_stride = (stride_of(v.dst_stride, dst_bytes)
+                           == stride_of(stride_field, dst_bytes))
+            return ((dst == src) & (v.dst_fmt == fmt)
+                    & ((v.rows == 1)
+                       | (same_stride & (stride_of(v.dst_stride, dst_bytes) >= dst_bytes))))
+
+        in_place0 = elementwise & in_place(src0, v.src0_fmt, v.src0_stride)
+        in_place1 = tensor & in_place(src1, v.src1_fmt, v.src1_stride)
+        one = Const(1, 1)
         scale_entries = cfg.scale_bytes // 2
         steps = [
             _Step(ErrorCode.ILLEGAL_OPERAND, v.accumulate, fail=~reduction),
@@ -269,30 +326,39 @@ class InstructionChecker(wiring.Component):
             _Step(ErrorCode.ILLEGAL_OPERAND, op == VecOp.QUANTIZE,
                   fail=v.src0_fmt != ElemFormat.BF16),
             _Step(ErrorCode.SRAM_OUT_OF_RANGE, quant, start=src0 * beat, row_bytes=q_src_bytes,
-                  stride=stride_of(v.src0_stride, q_src_bytes), rows=v.rows, limit=spad),
+                  stride=stride_of(v.src0_stride, q_src_bytes), rows=v.rows, limit=spad,
+                  save="src0"),
             _Step(ErrorCode.SRAM_OUT_OF_RANGE, quant, start=dst * beat, row_bytes=q_dst_bytes,
-                  stride=stride_of(v.dst_stride, q_dst_bytes), rows=v.rows, limit=spad),
+                  stride=stride_of(v.dst_stride, q_dst_bytes), rows=v.rows, limit=spad,
+                  save="dst"),
             # TRANSPOSE
             _Step(ErrorCode.SRAM_OUT_OF_RANGE, transpose, start=src0 * beat,
                   row_bytes=src0_bytes, stride=stride_of(v.src0_stride, src0_bytes),
-                  rows=v.rows, limit=spad),
+                  rows=v.rows, limit=spad, save="src0"),
             _Step(ErrorCode.SRAM_OUT_OF_RANGE, transpose, start=dst * beat,
                   row_bytes=t_dst_bytes, stride=stride_of(v.dst_stride, t_dst_bytes),
-                  rows=v.length, limit=spad),
+                  rows=v.length, limit=spad, save="dst"),
             # element-wise, reductions, ARGMAX4
             _Step(ErrorCode.SRAM_OUT_OF_RANGE, plain & (op != VecOp.FILL), start=src0 * beat,
                   row_bytes=src0_bytes, stride=stride_of(v.src0_stride, src0_bytes),
-                  rows=v.rows, limit=spad),
+                  rows=v.rows, limit=spad, save="src0"),
             _Step(ErrorCode.SRAM_OUT_OF_RANGE, row_result, start=dst * beat,
-                  row_bytes=v.rows * per_row, stride=0, rows=1, limit=spad),
+                  row_bytes=v.rows * per_row, stride=0, rows=1, limit=spad, save="dst"),
             _Step(ErrorCode.SRAM_OUT_OF_RANGE, tensor, start=src1 * beat,
                   row_bytes=v.length * e1, stride=stride_of(v.src1_stride, v.length * e1),
-                  rows=v.rows, limit=spad),
+                  rows=v.rows, limit=spad, save="src1"),
             _Step(ErrorCode.SRAM_OUT_OF_RANGE, packed1, start=src1 * beat,
-                  row_bytes=packed1_bytes, stride=0, rows=1, limit=spad),
-            _Step(ErrorCode.SRAM_OUT_OF_RANGE, plain & ~row_result, start=dst * beat,
+                  row_bytes=packed1_bytes, stride=0, rows=1, limit=spad, save="src1"),
+            _Step(ErrorCode.SRAM_OUT_OF_RANGE, elementwise, start=dst * beat,
                   row_bytes=dst_bytes, stride=stride_of(v.dst_stride, dst_bytes),
-                  rows=v.rows, limit=spad),
+                  rows=v.rows, limit=spad, save="dst"),
+            # operand overlap (last, as in the simulator): dst must not overlap a source it
+            # is still reading, except exactly in place; TRANSPOSE rows must not overlap
+            _Step(ErrorCode.ILLEGAL_OPERAND, one, late=(
+                (self._overlap("dst", dst * beat, "src0", src0 * beat) & ~in_place0)
+                | (self._overlap("dst", dst * beat, "src1", src1 * beat) & ~in_place1)
+                | (transpose & (v.length > 1)
+                   & (stride_of(v.dst_stride, t_dst_bytes) < t_dst_bytes)))),
         ]
         return empty, steps
 
@@ -307,6 +373,10 @@ class InstructionChecker(wiring.Component):
         ins = data.View(isa.instruction, word)
         opcode = word[:6]
         addr = held.addr
+        # operand extents saved by span steps for the overlap step (ends fit: the span
+        # passed its ≤ memory-size check before it is saved)
+        self._ends = {n: Signal(66, name=f"chk_end_{n}") for n in _SLOTS}
+        self._has = {n: Signal(name=f"chk_has_{n}") for n in _SLOTS}
 
         plans = {
             Opcode.LOAD: self._dma_steps(ins.dma, addr),
@@ -337,12 +407,15 @@ class InstructionChecker(wiring.Component):
         busy = Signal(name="chk_busy")
         issue = Signal(range(n_steps + 1), name="chk_issue")  # next step to select
         issuing = Signal(name="chk_issuing")
+        slot_bits = (len(_SLOTS) + 1).bit_length()
         s1 = {k: Signal(name=f"chk_s1_{k}", shape=s) for k, s in
               (("valid", 1), ("last", 1), ("en", 1), ("fail", 1), ("base", 64),
-               ("rows_m1", 21), ("stride", 44), ("limit", 64), ("span", 1), ("code", 8))}
+               ("rows_m1", 21), ("stride", 44), ("limit", 64), ("span", 1), ("code", 8),
+               ("slot", slot_bits), ("late", 1))}
         s2 = {k: Signal(name=f"chk_s2_{k}", shape=s) for k, s in
               (("valid", 1), ("last", 1), ("en", 1), ("fail", 1), ("base", 64),
-               ("prod", 65), ("limit", 64), ("span", 1), ("code", 8))}
+               ("prod", 65), ("limit", 64), ("span", 1), ("code", 8), ("slot", slot_bits),
+               ("late", 1))}
         result = Signal(ErrorCode, name="chk_result")
         finished = Signal(name="chk_finished")
 
@@ -350,6 +423,7 @@ class InstructionChecker(wiring.Component):
         with m.If(self.i.valid & ~busy):
             m.d.sync += [held.eq(self.i.payload), busy.eq(1), issue.eq(0), issuing.eq(1),
                          finished.eq(0), result.eq(ErrorCode.NONE)]
+            m.d.sync += [h.eq(0) for h in self._has.values()]
 
         # S0: select step `issue` of this opcode
         sel = {k: Signal(s1[k].shape(), name=f"chk_sel_{k}") for k in s1}
@@ -368,9 +442,13 @@ class InstructionChecker(wiring.Component):
                                     sel["en"].eq(st.en & ~empty),
                                     sel["code"].eq(st.code.value),
                                 ]
-                                if st.fail is not None:
+                                if st.late is not None:
+                                    m.d.comb += sel["late"].eq(1)
+                                elif st.fail is not None:
                                     m.d.comb += sel["fail"].eq(st.fail)
                                 else:
+                                    if st.save is not None:
+                                        m.d.comb += sel["slot"].eq(_SLOTS.index(st.save) + 1)
                                     m.d.comb += [
                                         sel["span"].eq((st.rows != 0)
                                                        & (st.row_bytes != 0)),
@@ -389,14 +467,28 @@ class InstructionChecker(wiring.Component):
         # S1: multiply
         m.d.sync += [s2[k].eq(s1[k]) for k in s2 if k in s1]
         m.d.sync += s2["prod"].eq(s1["rows_m1"] * s1["stride"])
-        # S2: compare; the first failing step wins (later ones are still in flight)
-        span_fail = s2["span"] & (s2["base"] + s2["prod"] > s2["limit"])
-        fails = s2["en"] & (s2["fail"] | span_fail)
+        # S2: compare; the first failing step wins (later ones are still in flight).  The
+        # opcode's late (overlap) condition reads the extents saved by earlier steps.
+        end = s2["base"] + s2["prod"]
+        span_fail = s2["span"] & (end > s2["limit"])
+        late_fail = Signal(name="chk_late_fail")
+        with m.Switch(opcode):
+            for op in _QUEUE_OPS:
+                lates = [st.late for st in plans[op][1] if st.late is not None]
+                assert len(lates) <= 1, "one late step per opcode"
+                if lates:
+                    with m.Case(op.value):
+                        m.d.comb += late_fail.eq(lates[0])
+        fails = s2["en"] & (s2["fail"] | span_fail | (s2["late"] & late_fail))
         with m.If(s2["valid"] & ~finished):
             with m.If(fails):
                 m.d.sync += [result.eq(s2["code"]), finished.eq(1), issuing.eq(0)]
             with m.Elif(s2["last"]):
                 m.d.sync += finished.eq(1)
+            with m.If(s2["en"]):
+                for i, name in enumerate(_SLOTS):
+                    with m.If(s2["slot"] == i + 1):
+                        m.d.sync += [self._ends[name].eq(end), self._has[name].eq(s2["span"])]
         # a failure stops the steps behind it
         with m.If(finished):
             m.d.sync += [s1["valid"].eq(0), s2["valid"].eq(0)]

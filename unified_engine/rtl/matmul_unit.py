@@ -75,7 +75,8 @@ Restrictions
 The unit streams, while the ISA simulator reads all operands before it writes. So, unlike
 the simulator, the output block and the rmax vector must not overlap the A or B panels or
 each other, and a ROW_MAJOR ``dst_pitch`` must be 0 or at least N·e (overlapping output rows
-are written in tile order, not in row order). The dispatcher does not check these yet.
+are written in tile order, not in row order). The dispatcher refuses such instructions
+with ILLEGAL_OPERAND (`rtl/checks.py`, docs/isa.md "Operand overlap").
 """
 
 from __future__ import annotations

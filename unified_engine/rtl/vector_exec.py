@@ -27,7 +27,8 @@ Operand overlap: the result is exact when ``dst`` does not overlap a source, and
 in-place case where ``dst`` is ``src0`` (or a TENSOR ``src1``) with the same start, row
 stride (not overlapping its own rows) and element format — every scratchpad row is read once
 before it is written. Other overlaps may read bytes that the instruction already wrote (the
-ISA simulator reads everything first).
+ISA simulator reads everything first); such instructions are refused at dispatch with
+ILLEGAL_OPERAND (docs/isa.md "Operand overlap").
 
 Timing
 ------

@@ -22,7 +22,8 @@ write is accepted.
 Rows of the destination that overlap each other (``dst_stride`` below a row's size) are
 written tile by tile, not row by row, so their overlapping bytes may differ from the model
 (which writes whole rows in order); operands that overlap the destination are not supported
-either (the model reads everything first).
+either (the model reads everything first). Such instructions are refused at dispatch with
+ILLEGAL_OPERAND (docs/isa.md "Operand overlap").
 """
 
 from __future__ import annotations
