@@ -41,7 +41,6 @@ from unified_engine.isa import (
     Opcode,
     Queue,
     SyncOp,
-    VecOp,
     isa_for,
 )
 from unified_engine.numerics import fp
@@ -112,6 +111,7 @@ class RunState:
 
     pc: int = 0
     t: int = 0  # dispatcher clock: cycle of the next dispatch
+    fetch_req: int = 0  # cycle the fetch unit was asked for the instruction at pc
     instret: int = 0
     halted: bool = False
     error: ErrorCode = ErrorCode.NONE
@@ -140,6 +140,10 @@ class RunState:
     queue_last: dict[Queue, _Done | None] = dataclasses.field(
         default_factory=lambda: dict.fromkeys(Queue))
     icache: dict[int, int] = dataclasses.field(default_factory=dict)
+    # the shared AXI read data channel: (AR cycle, cycle after the last R beat) of the latest
+    # LOAD and of the latest fetch fill (R beats are returned in AR order)
+    load_read: tuple[int, int] = (0, 0)
+    fill_read: tuple[int, int] = (0, 0)
 
     @property
     def stopped(self) -> bool:
@@ -248,11 +252,24 @@ class Machine:
     def _fetch(self, st: RunState) -> Instruction:
         pc = st.pc
         tm = self.timing
-        line = pc // tm.icache_line
+        # lines are aligned blocks of DRAM (the cache is indexed by address, rtl/fetch.py)
+        line = self._line(pc)
         sets = max(1, self.config.icache_instructions // tm.icache_line)
         if st.icache.get(line % sets) != line:
             st.icache[line % sets] = line
-            st.t += tm.fetch_miss()
+            # the fetch unit asked for this word when the previous instruction was accepted,
+            # so a miss overlaps that instruction's dispatch (the InstructionChecker above all)
+            ready = st.fetch_req + tm.fetch_miss()
+            ar = st.fetch_req + tm.fetch_ar_delay
+            first = ar + tm.dram_latency  # first R beat, unless an earlier burst holds R
+            load_ar, load_end = st.load_read
+            if load_ar <= ar and load_end > first:
+                ready += load_end - first
+                first = load_end
+            st.fill_read = (ar, first + tm.fill_beats())
+            if ready > st.t:
+                st.dispatch_stall += ready - st.t
+                st.t = ready
         ins = self._decoded.get(pc)
         if ins is None:
             addr = self._program_addr + pc * INSTRUCTION_BYTES
@@ -266,6 +283,50 @@ class Machine:
             self._decoded[pc] = ins
         return ins
 
+    def _line(self, pc: int) -> int:
+        """The instruction-cache line of ``pc`` (lines are aligned blocks of DRAM)."""
+        return (self._program_addr // INSTRUCTION_BYTES + pc) // self.timing.icache_line
+
+    def _next_fill_ar(self, st: RunState, accepted: int, retired: int, until: int
+                      ) -> int | None:
+        """AR cycle of the first fetch fill the front end starts, no later than ``until``,
+        while the queue instruction at ``st.pc`` (in ``ir`` from ``accepted``, retired at
+        ``retired``) dispatches; None without one.  The front end asks for pc + 1 at
+        ``accepted``, for pc + 2 at ``retired`` and (taking the instructions after as
+        one-cycle ones) for pc + k one cycle later each."""
+        tm = self.timing
+        sets = max(1, self.config.icache_instructions // tm.icache_line)
+        ahead, asked = 1, accepted
+        while asked + tm.fetch_ar_delay <= until:
+            line = self._line(st.pc + ahead)
+            if st.icache.get(line % sets) != line:
+                return asked + tm.fetch_ar_delay
+            if ahead == 1:
+                asked = retired
+            else:  # pc + ahead − 1 dispatches: a queue instruction holds the checker
+                ins = self._peek(st.pc + ahead - 1)
+                if ins is None or ins.opcode in (Opcode.JUMP, Opcode.LOOP, Opcode.HALT,
+                                                 Opcode.SYNC, Opcode.EPI):
+                    return None  # a branch or a wait: the rest is not worth predicting
+                asked += tm.check_cycles(ins.opcode) if ins.opcode in QUEUE_OPCODES else 1
+            ahead += 1
+        return None
+
+    def _peek(self, pc: int) -> Instruction | None:
+        """The instruction at ``pc`` if it decodes (no side effects, no stop)."""
+        ins = self._decoded.get(pc)
+        if ins is not None:
+            return ins
+        addr = self._program_addr + pc * INSTRUCTION_BYTES
+        if addr < self.window[0] or addr + INSTRUCTION_BYTES > min(self.window[1],
+                                                                   self.dram.size):
+            return None
+        word = int.from_bytes(self.dram[addr:addr + INSTRUCTION_BYTES].tobytes(), "little")
+        try:
+            return self.isa.decode(word)
+        except Exception:  # an illegal word: the run will stop there (or branch away)
+            return None
+
     def _step(self, st: RunState) -> None:
         if self._budget and st.t > self._budget:
             raise Stop(ErrorCode.CYCLE_BUDGET, f"the run passed its budget of {self._budget} "
@@ -273,12 +334,15 @@ class Machine:
         ins = self._fetch(st)
         st.instret += 1
         op = ins.opcode
+        pc, accepted = st.pc, st.t
         if op in QUEUE_OPCODES:
             self._dispatch_queue(st, ins)
             st.pc += 1
-            return
-        handler = getattr(self, f"_op_{op.name.lower()}")
-        handler(st, ins)
+        else:
+            handler = getattr(self, f"_op_{op.name.lower()}")
+            handler(st, ins)
+        # sequential fetch runs ahead of dispatch; a taken branch redirects it afterwards
+        st.fetch_req = accepted if st.pc == pc + 1 else st.t
 
     # ----- dispatcher instructions ------------------------------------------------------------
 
@@ -295,8 +359,11 @@ class Machine:
             st.floor[q.value] = st.seq[q.value]
 
     def _op_halt(self, st: RunState, ins: Instruction) -> None:
+        # STATUS.DONE halt_latency cycles after dispatch, or the cycle after the last unit
+        # became idle (unit_free already includes the unit's idle handshake)
+        t = st.t + self.timing.halt_latency - 1
         self._drain(st)
-        st.t += 1
+        st.t = max(st.t, t) + 1
         st.cycles = st.t
         if self._budget and st.cycles > self._budget:
             raise Stop(ErrorCode.CYCLE_BUDGET, f"the run took {st.cycles} cycles, past its "
@@ -475,17 +542,12 @@ class Machine:
         return f
 
     def _cost(self, ins: Instruction, f: dict[str, Any]) -> int:
-        tm, cfg = self.timing, self.config
-        op = ins.opcode
-        if op in (Opcode.LOAD, Opcode.STORE):
-            return tm.dma(cfg, f["dram"], f["rows"], f["row_bytes"], f["dram_stride"])
-        if op is Opcode.MATMUL:
-            return tm.matmul(cfg, f["m_tiles"], f["n_tiles"], f["k"])
-        return tm.vector(cfg, f["rows"], f["length"], f["op"] is VecOp.TRANSPOSE)
+        return self.timing.cost(self.config, ins.opcode, f)
 
     def _dispatch_queue(self, st: RunState, ins: Instruction) -> None:
         q = QUEUE_OPCODES[ins.opcode]
         pc = st.pc
+        accepted = st.t  # in the instruction register (the front end asks for pc + 1)
         # a free queue slot: the instruction queue_depth places earlier must have started
         starts = st.starts[q]
         depth = self.timing.queue_depth
@@ -495,8 +557,11 @@ class Machine:
                 st.dispatch_stall += ready - st.t
                 st.t = ready
         f = self._resolve(ins)
+        # the dispatcher is held while InstructionChecker runs; the unit gets the command
+        # issue_latency cycles later
+        issue = st.t + self.timing.check_cycles(ins.opcode, f) + self.timing.issue_latency
         # tokens, counted at dispatch (program order)
-        arrivals = [st.t + 1, st.unit_free[q]]
+        arrivals = [issue, st.unit_free[q]]
         vc = list(st.floor)
         prev = st.queue_last[q]
         if prev is not None:
@@ -528,15 +593,30 @@ class Machine:
             if ins["wait"] >> src.value & 1:
                 st.tokens[(src, q)].popleft()
         start = max(arrivals)
-        st.stall[q] += start - max(st.t + 1, st.unit_free[q])
+        st.stall[q] += start - max(issue, st.unit_free[q])
         cost = self._cost(ins, f)
+        if q is Queue.LOAD and cost > 1:
+            # its R beats wait behind a fetch fill that asked first: the one in flight, or
+            # the one the front end starts for the next instructions while this dispatches
+            ar = start + self.timing.load_ar_delay
+            first = ar + self.timing.dram_latency
+            fill_ar, fill_end = st.fill_read
+            ahead = self._next_fill_ar(st, accepted, st.t + self.timing.check_cycles(
+                ins.opcode, f), ar)
+            if ahead is not None:
+                fill_ar, fill_end = ahead, ahead + self.timing.dram_latency + \
+                    self.timing.fill_beats()
+            if fill_ar <= ar and fill_end > first:
+                cost += fill_end - first
+            st.load_read = (ar, start + cost - (self.timing.load_overhead
+                                                - self.timing.load_ar_delay))
         end = start + cost
-        st.unit_free[q] = end
+        st.unit_free[q] = end + self.timing.unit_gap
         st.busy[q] += cost
         starts.append(start)
         if len(starts) > depth:
             starts.popleft()
-        st.t += 1
+        st.t += self.timing.check_cycles(ins.opcode, f)
         st.timeline.append((pc, q, start, end))
         self._event(st, TraceKind.START, q.value, pc, start)
         self._event(st, TraceKind.END, q.value, pc, end)

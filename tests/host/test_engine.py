@@ -20,6 +20,8 @@ from unified_engine.host import (
     default_regions,
 )
 from unified_engine.host.model import ModelDevice
+from unified_engine.isa import Opcode, VecOp
+from unified_engine.isa_enums import ElemFormat, MemTarget, RowMaxMode, VecBcast
 from unified_engine.numerics import fp
 from unified_engine.regs import build_id, reg
 
@@ -68,8 +70,8 @@ class _NotEngine(Device):
 def test_not_an_engine_and_bad_backends():
     with pytest.raises(NotAnEngine, match="0xdeadbeef"):
         Engine(_NotEngine())
-    with pytest.raises(NotImplementedError, match="'xdma' backend is not implemented"):
-        Engine.open("xdma")
+    with pytest.raises(FileNotFoundError, match="no XDMA device node"):
+        Engine.open("xdma", device="/nonexistent/xdma9")
     with pytest.raises(ValueError, match="unknown backend 'gpu'"):
         Engine.open("gpu")
     with pytest.raises(TypeError, match="needs a Device"):
@@ -198,18 +200,53 @@ def test_program_addr_can_be_polled_through_status():
 def test_timing_rules():
     tm = TimingParams.for_config(CFG)
     assert tm.dram_bytes_per_cycle == CFG.axi_bytes
-    # 3 rows of 20 bytes at an 8-byte-aligned stride of 24: 3 beats per row
-    assert tm.dma(CFG, 0, 3, 20, 24) == tm.dram_latency + 9
-    # misaligned start: bytes 4..23 touch 3 beats
-    assert tm.dma(CFG, 4, 1, 20, 20) == tm.dram_latency + 3
-    half = dataclasses.replace(tm, dram_bytes_per_cycle=CFG.axi_bytes / 2)
-    assert half.dma(CFG, 0, 1, 64, 64) == tm.dram_latency + 16
-    fill = CFG.rows + CFG.cols - 2 + tm.pe_latency
-    tr = CFG.tile_rows
-    assert tm.matmul(CFG, 2, 3, 10) == fill + 6 * CFG.pe_interleave * 10 + tr + \
-        tm.epilogue_latency
-    assert tm.matmul(CFG, 1, 1, 1) == fill + tr + tr + tm.epilogue_latency  # drain-bound
-    assert tm.vector(CFG, 3, 10, False) == tm.vector_latency + 3 * 3
+    b = CFG.axi_bytes
+
+    def dma(dram, rows, row_bytes, stride, sram=0, sram_stride=0):
+        return tm.dma(CFG, {"dram": dram, "rows": rows, "row_bytes": row_bytes,
+                            "dram_stride": stride, "sram": sram, "sram_stride": sram_stride,
+                            "mem": MemTarget.SCRATCHPAD})
+
+    base = tm.dram_latency + tm.load_overhead
+    # 3 rows of 20 bytes at a beat-aligned stride of 3 beats: 3 beats per row
+    assert dma(0, 3, 20, 3 * b, sram_stride=3 * b) == base + 9
+    # misaligned start: bytes 4..23 touch 3 beats, plus the realigner's flush cycle
+    assert dma(4, 1, 20, 20) == base + 3 + 1
+    # packed rows are merged into one transfer
+    assert dma(0, 4, 20, 20) == base + -(-80 // b)
+    half = dataclasses.replace(tm, dram_bytes_per_cycle=b / 2)
+    assert half.dma(CFG, {"dram": 0, "rows": 1, "row_bytes": 8 * b, "dram_stride": 8 * b,
+                          "sram": 0, "sram_stride": 0, "mem": MemTarget.SCRATCHPAD}) == \
+        base + 16
+
+    def mm(m, n, k, **kw):
+        f = {"m_tiles": m, "n_tiles": n, "k": k, "wb": 1, "acc_in": 0,
+             "rowmax": RowMaxMode.NONE, **kw}
+        return tm.matmul(CFG, f)
+
+    drain = CFG.cols + CFG.tile_rows
+    p, r = CFG.pe_interleave, CFG.rows
+    assert mm(2, 3, 10) == 6 * p * max(10, r) + drain + tm.matmul_overhead
+    assert mm(1, 1, 1) == p * r + drain + tm.matmul_overhead  # k below R: R k-steps
+    assert mm(1, 1, 10, wb=0) == p * 10 + drain + tm.matmul_nowb_overhead
+    assert mm(1, 2, 10, acc_in=1) == mm(1, 2, 10) + 2 * (r * p + r + p + 1)
+    vec = {"op": VecOp.COPY, "rows": 3, "length": 10, "src0_fmt": ElemFormat.BF16,
+           "src1_fmt": ElemFormat.BF16, "dst_fmt": ElemFormat.BF16, "bcast": VecBcast.TENSOR}
+    beats = -(-10 // CFG.lanes)
+    # the VectorUnit's documented latency: 4 (binary op) + 16 (functions) + the lane adder
+    # tree (6 for 4 lanes, 8 for 8 or 16) + 4 (accumulator)
+    tree = {2: 6, 4: 6, 8: 8, 16: 8}[CFG.lanes]
+    assert tm.vector_unit_latency(CFG) == 24 + tree
+    fixed = tm.vector_latency + 24 + tree
+    # a bf16 beat reads L·2/B scratchpad rows (≥ 1 per beat); TENSOR src1 reads as many again
+    reads = max(1.0, CFG.lanes * 2 / b)
+    assert tm.vector(CFG, vec) == fixed + 3 * -(-beats * reads // 1)
+    assert tm.vector(CFG, {**vec, "op": VecOp.ADD}) == fixed + 3 * -(-beats * 2 * reads // 1)
+    assert tm.vector(CFG, {**vec, "rows": 0}) == 1
+    # the checker: one step per rule, a single step for an instruction that does nothing
+    assert tm.check_cycles(Opcode.VECTOR, vec) == tm.check_steps_vector + tm.check_overhead
+    assert tm.check_cycles(Opcode.VECTOR, {**vec, "length": 0}) == 1 + tm.check_overhead
+    assert tm.check_cycles(Opcode.LOAD, {"rows": 2, "row_bytes": 0}) == 1 + tm.check_overhead
     with pytest.raises(ValueError, match="dram_bytes_per_cycle"):
         TimingParams(dram_bytes_per_cycle=0)
 
@@ -221,9 +258,13 @@ def test_matmul_cycles_follow_the_timing_model():
     p.matmul(a=0, b=100, dst=200, k=50, m_tiles=2, n_tiles=2)
     p.halt()
     result = eng.run(p)
-    assert result.counters["array_busy"] == tm.matmul(CFG, 2, 2, 50)
-    # cycles = icache miss + dispatch, then the matmul, then HALT's cycle
-    assert result.cycles == tm.fetch_miss() + 1 + tm.matmul(CFG, 2, 2, 50) + 1
+    f = {"m_tiles": 2, "n_tiles": 2, "k": 50, "wb": 1, "acc_in": 0, "rowmax": RowMaxMode.NONE}
+    cost = tm.matmul(CFG, f)
+    assert result.counters["array_busy"] == cost
+    # cycles = icache miss, the checker, the command issue, the matmul, the unit's idle
+    # handshake, then HALT's cycle
+    assert result.cycles == tm.fetch_miss() + tm.check_cycles(Opcode.MATMUL) + \
+        tm.issue_latency + cost + tm.unit_gap + 1
     macs = 2 * CFG.tile_rows * 2 * CFG.cols * 50
     assert 0 < result.utilization(macs, CFG) <= 1
 
