@@ -203,32 +203,19 @@ class Engine(EngineOps):
         engine_opts = {k: options.pop(k) for k in ("regions", "strict", "run_timeout")
                        if k in options}
         if backend == "model":
-            from .model import ModelDevice
-
-            device = ModelDevice(config, **options)
+            from .model import ModelDevice as device_class
+        elif backend == "verilator":
+            from .verilator import VerilatorDevice as device_class
+        elif backend == "xdma":
+            from .xdma import XdmaDevice as device_class
+        else:
+            raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
+        device = device_class(config, **options)
+        try:
             return cls(device, config or device.config, **engine_opts)
-        if backend == "verilator":
-            from .verilator import VerilatorDevice
-
-            device = VerilatorDevice(config, **options)
-            try:
-                return cls(device, config or device.config, **engine_opts)
-            except BaseException:
-                device.close()
-                raise
-        if backend == "xdma":
-            from .xdma import XdmaDevice
-
-            device = XdmaDevice(config, **options)
-            try:
-                return cls(device, config or device.config, **engine_opts)
-            except BaseException:
-                device.close()
-                raise
-        if backend in BACKENDS:
-            raise NotImplementedError(f"the {backend!r} backend is not implemented yet; "
-                                      "use 'model'")
-        raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
+        except BaseException:
+            device.close()
+            raise
 
     @property
     def run_timeout(self) -> float:

@@ -46,11 +46,10 @@ from pathlib import Path
 from amaranth.back import verilog
 from amaranth.hdl import ClockDomain, ClockSignal, DomainRenamer, Module, ResetSignal, Signal
 from amaranth.lib import data, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import Out
 
 from unified_engine.config import EngineConfig
-from unified_engine.rtl.axi import axi4_signature, axi_lite_signature
-from unified_engine.rtl.engine_if import CSR_ADDR_WIDTH, ENGINE_AXI_ID_WIDTH
+from unified_engine.rtl.engine_if import engine_signature
 
 __all__ = [
     "CACHE_ENV",
@@ -162,17 +161,10 @@ def find_toolchain(verilator_root: str | os.PathLike | None = None) -> Toolchain
 
 def engine_top_signature(config: EngineConfig) -> wiring.Signature:
     """The members ``EngineTop(config)`` must have (and the only ones the harness drives)."""
-    return wiring.Signature({
-        "axi": Out(axi4_signature(addr_width=config.axi_addr_width,
-                                  data_width=config.axi_data_width,
-                                  id_width=ENGINE_AXI_ID_WIDTH)),
-        "csr": In(axi_lite_signature(addr_width=CSR_ADDR_WIDTH, data_width=32)),
-        "irq": Out(1),
-        "busy": Out(1),
-    })
+    return engine_signature(config, sync=False)
 
 
-def _check_top(top: wiring.Component, config: EngineConfig) -> None:
+def _check_top(top: wiring.Component, config: EngineConfig, *, exact_widths: bool) -> None:
     if not isinstance(top, wiring.Component):
         raise TypeError(f"the top must be an amaranth wiring.Component, not "
                         f"{type(top).__name__}")
@@ -181,6 +173,8 @@ def _check_top(top: wiring.Component, config: EngineConfig) -> None:
     if set(found) != set(expected):
         raise ValueError(f"the top's members are {sorted(found)}; the Verilator harness needs "
                          f"exactly {sorted(expected)}")
+    if not exact_widths:
+        return  # the harness reads the widths from ue_ports.h
     for name in expected:
         if found[name] != expected[name]:
             raise ValueError(f"the top's member {name!r} is {found[name]!r}; for this config "
@@ -424,10 +418,13 @@ def _check_fst(tc: Toolchain) -> None:
 
 def build(top: wiring.Component, config: EngineConfig, *, trace: bool | str = False,
           cache_dir: str | os.PathLike | None = None,
-          verilator_root: str | os.PathLike | None = None, jobs: int = 2) -> BuildResult:
+          verilator_root: str | os.PathLike | None = None, jobs: int = 2,
+          exact_widths: bool = True) -> BuildResult:
     """Build (or find in the cache) the Verilated model of ``top``.
 
-    ``top`` must have exactly the members of :func:`engine_top_signature` for ``config``.
+    ``top`` must have exactly the members of :func:`engine_top_signature` for ``config``;
+    with ``exact_widths=False`` only their names are checked (a SoC top whose AXI ID and CSR
+    address widths differ: the harness takes the widths from the generated ``ue_ports.h``).
     ``trace``: ``False``; ``True`` or ``"vcd"`` for VCD; ``"fst"`` for FST (needs lz4.h).
     ``jobs``: parallel C++ compiles.  Raises ``VerilatorNotFound`` without a toolchain and
     ``VerilatorBuildError`` (with the log tail) when a step fails.
@@ -436,7 +433,7 @@ def build(top: wiring.Component, config: EngineConfig, *, trace: bool | str = Fa
         if not isinstance(config, EngineConfig):
             raise TypeError(f"config must be an EngineConfig, not {type(config).__name__}")
         kind = _trace_kind(trace)
-        _check_top(top, config)
+        _check_top(top, config, exact_widths=exact_widths)
         tc = find_toolchain(verilator_root)
     except Exception:
         # the top will never be elaborated: no UnusedElaboratable warning on top of the error
@@ -444,7 +441,7 @@ def build(top: wiring.Component, config: EngineConfig, *, trace: bool | str = Fa
             top._MustUse__silence = True
         raise
     start = time.perf_counter()
-    # the top's own members: a caller may relax _check_top (ID / CSR address widths)
+    # the top's own members: with exact_widths=False they may differ from EngineTop's
     wrapped = _RegisteredReset(top, wiring.Signature(dict(top.signature.members)))
     verilog_text = verilog.convert(wrapped, name=_TOP, emit_src=False)
     verilog_seconds = time.perf_counter() - start

@@ -23,6 +23,7 @@ the ``transformers`` reference computes in float32 — :mod:`.reference` measure
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -82,7 +83,7 @@ class Linear:
     bias: Any = None
 
 
-class DecoderModel:
+class DecoderModel(abc.ABC):
     """Weights on ``engine`` plus the forward pass; see the module docstring.
 
     Parameters
@@ -175,11 +176,13 @@ class DecoderModel:
         return self._op(lin.tag, self.engine.linear, x, lin.packed, bias=lin.bias,
                         activation=activation)
 
+    @abc.abstractmethod
     def _upload_block(self, weights: ModelWeights, i: int) -> dict[str, Any]:
-        raise NotImplementedError
+        """Upload block ``i``'s weights; returns its device tensors by name."""
 
+    @abc.abstractmethod
     def _upload_globals(self, weights: ModelWeights) -> None:
-        raise NotImplementedError
+        """Upload the weights outside the blocks (embeddings, final norm, LM head)."""
 
     def free(self) -> None:
         """Release every device buffer of the model."""
@@ -253,13 +256,14 @@ class DecoderModel:
         return KVCache(self.engine, len(self.layer_ids), self.spec.kv_heads,
                        self.spec.head_dim, capacity)
 
+    @abc.abstractmethod
     def block(self, i: int, x: Any, cache: KVCache) -> Any:
         """Block ``i`` on the device hidden state ``x`` ``[S, H]`` at position
         ``cache.length``; returns the new hidden state (a new tensor; ``x`` is kept)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _embed(self, ids: np.ndarray, pos: int) -> Any:
-        raise NotImplementedError
+        """The device hidden state ``[len(ids), H]`` for ``ids`` starting at position ``pos``."""
 
     def _final_norm(self, x: Any) -> Any:
         raise NotImplementedError

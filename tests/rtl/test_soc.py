@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from amaranth.hdl import Module
 from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 from axi_managers import BurstManager, LiteManager
 from memmodels import AxiSlaveModel
@@ -16,11 +15,9 @@ from memmodels import AxiSlaveModel
 from unified_engine.config import EngineConfig
 from unified_engine.isa import SYNC_FLAGS
 from unified_engine.regs import build_id, reg, reset_values
-from unified_engine.rtl.axi import AxiResp, axi4_signature, axi_lite_signature
+from unified_engine.rtl.axi import AxiResp
 from unified_engine.rtl.engine_if import (
-    CSR_ADDR_WIDTH,
-    ENGINE_AXI_ID_WIDTH,
-    sync_signature,
+    engine_signature,
 )
 from unified_engine.rtl.soc import (
     ENGINE_CSR_STRIDE,
@@ -42,15 +39,7 @@ class PuppetEngine(wiring.Component):
 
     def __init__(self, config: EngineConfig, engine_index: int = 0) -> None:
         self.engine_index = engine_index
-        super().__init__({
-            "axi": Out(axi4_signature(addr_width=config.axi_addr_width,
-                                      data_width=config.axi_data_width,
-                                      id_width=ENGINE_AXI_ID_WIDTH)),
-            "csr": In(axi_lite_signature(addr_width=CSR_ADDR_WIDTH)),
-            "sync": Out(sync_signature()),
-            "irq": Out(1),
-            "busy": Out(1),
-        })
+        super().__init__(engine_signature(config))
 
     def elaborate(self, platform):
         return Module()

@@ -33,21 +33,18 @@ from __future__ import annotations
 
 from amaranth.hdl import Module, ResetInserter
 from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
 
 from ..config import EngineConfig
-from .axi import axi4_signature, axi_lite_signature
 from .axi_guard import AxiResetGuard
 from .axi_mux import AxiReadMux
 from .csr import CsrBlock
 from .dispatch import Dispatcher
 from .dma import LoadUnit, StoreUnit
 from .engine_if import (
-    CSR_ADDR_WIDTH,
     ENGINE_AXI_ID_WIDTH,
     TRACE_SOURCES,
+    engine_signature,
     memory_geometry,
-    sync_signature,
 )
 from .fetch import InstructionFetch
 from .matmul_unit import MatmulUnit
@@ -80,15 +77,7 @@ class Engine(wiring.Component):
                              f"{config.engines - 1}")
         self.config = config
         self.engine_index = engine_index
-        super().__init__({
-            "axi": Out(axi4_signature(addr_width=config.axi_addr_width,
-                                      data_width=config.axi_data_width,
-                                      id_width=ENGINE_AXI_ID_WIDTH)),
-            "csr": In(axi_lite_signature(addr_width=CSR_ADDR_WIDTH, data_width=32)),
-            "sync": Out(sync_signature()),
-            "irq": Out(1),
-            "busy": Out(1),
-        })
+        super().__init__(engine_signature(config))
 
     def elaborate(self, platform):
         cfg = self.config

@@ -51,6 +51,7 @@ from amaranth.lib.wiring import In, Out
 from ..config import EngineConfig
 from ..isa import EPI_ENTRIES, INSTRUCTION_BITS, SYNC_FLAGS, ActKind
 from ..regs import ErrorCode, TraceKind, TraceMode
+from .axi import axi4_signature, axi_lite_signature
 
 __all__ = [
     "ADDRESS_GROUPS",
@@ -67,6 +68,7 @@ __all__ = [
     "check_in_layout",
     "check_out_layout",
     "control_signature",
+    "engine_signature",
     "fetch_signature",
     "gpr_port_signature",
     "memory_geometry",
@@ -160,6 +162,25 @@ def sync_signature() -> wiring.Signature:
         "set": Out(SYNC_FLAGS),
         "clear": Out(SYNC_FLAGS),
     })
+
+
+def engine_signature(config: EngineConfig, *, sync: bool = True) -> wiring.Signature:
+    """The ports of one engine as a SoC or a board sees it.
+
+    ``axi``: AXI4 manager (instructions and data, ``ENGINE_AXI_ID_WIDTH`` ID bits);
+    ``csr``: AXI4-Lite subordinate of the register map (``CSR_ADDR_WIDTH`` address bits);
+    ``sync``: the shared sync-flag bus (:func:`sync_signature`) — only with ``sync=True``, for
+    an engine whose flag word lives outside it (in the SoC); ``irq``, ``busy``.
+    """
+    members = {
+        "axi": Out(axi4_signature(addr_width=config.axi_addr_width,
+                                  data_width=config.axi_data_width,
+                                  id_width=ENGINE_AXI_ID_WIDTH)),
+        "csr": In(axi_lite_signature(addr_width=CSR_ADDR_WIDTH, data_width=32)),
+    }
+    if sync:
+        members["sync"] = Out(sync_signature())
+    return wiring.Signature({**members, "irq": Out(1), "busy": Out(1)})
 
 
 def gpr_port_signature(config: EngineConfig) -> wiring.Signature:

@@ -54,7 +54,7 @@ from ..isa import SYNC_FLAGS
 from ..regs import Access, BitField, Register, build_id, reg, reset_values
 from ._arbiter import round_robin
 from .axi import AxiResp, axi4_signature, axi_lite_signature
-from .engine_if import CSR_ADDR_WIDTH, ENGINE_AXI_ID_WIDTH, sync_signature
+from .engine_if import CSR_ADDR_WIDTH, ENGINE_AXI_ID_WIDTH, engine_signature
 
 __all__ = [
     "ENGINE_CSR_STRIDE",
@@ -505,15 +505,7 @@ class IdleEngine(wiring.Component):
             raise TypeError(f"IdleEngine needs an EngineConfig, not {type(config).__name__}")
         self.config, self.engine_index = config, engine_index
         self.values = reset_values(config, engine_index)
-        super().__init__({
-            "axi": Out(axi4_signature(addr_width=config.axi_addr_width,
-                                      data_width=config.axi_data_width,
-                                      id_width=ENGINE_AXI_ID_WIDTH)),
-            "csr": In(axi_lite_signature(addr_width=CSR_ADDR_WIDTH)),
-            "sync": Out(sync_signature()),
-            "irq": Out(1),
-            "busy": Out(1),
-        })
+        super().__init__(engine_signature(config))
 
     def elaborate(self, platform) -> Module:
         m = Module()

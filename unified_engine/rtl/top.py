@@ -17,13 +17,11 @@ from __future__ import annotations
 
 from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
 
 from ..config import EngineConfig
 from ..isa import SYNC_FLAGS
-from .axi import axi4_signature, axi_lite_signature
 from .engine import Engine
-from .engine_if import CSR_ADDR_WIDTH, ENGINE_AXI_ID_WIDTH
+from .engine_if import engine_signature
 
 __all__ = ["EngineTop"]
 
@@ -36,14 +34,7 @@ class EngineTop(wiring.Component):
             raise TypeError(f"EngineTop needs an EngineConfig, not {type(config).__name__}")
         self.config = config
         self.engine_index = engine_index
-        super().__init__({
-            "axi": Out(axi4_signature(addr_width=config.axi_addr_width,
-                                      data_width=config.axi_data_width,
-                                      id_width=ENGINE_AXI_ID_WIDTH)),
-            "csr": In(axi_lite_signature(addr_width=CSR_ADDR_WIDTH, data_width=32)),
-            "irq": Out(1),
-            "busy": Out(1),
-        })
+        super().__init__(engine_signature(config, sync=False))
 
     def elaborate(self, platform):
         m = Module()
