@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
 from pathlib import Path
 
 import pytest
@@ -63,7 +64,9 @@ def test_build_by_source_skips_the_factory(toolchain):
     second = vb.build_by_source(factory, CFG, key)
     assert calls == [] and second.cached and second.key == first.key
     assert second.path == first.path and second.path.is_file()
-    other = vb.build_by_source(factory, CFG, key + "-changed")  # a new key: elaborated again
+    # A key never seen before (the cache outlives test runs, so a fixed "changed" key would be
+    # remembered from the previous run): elaborated again, and the same design finds the same model.
+    other = vb.build_by_source(factory, CFG, f"{key}-changed-{uuid.uuid4().hex}")
     assert len(calls) == 1 and other.key == first.key  # same design, same model
 
 
