@@ -191,7 +191,7 @@ class Engine(EngineOps):
 
     @classmethod
     def open(cls, backend: str = "model", config: EngineConfig | None = None,
-             **options: Any) -> Engine:
+             **options: Any) -> Engine | Any:
         """Open an engine on ``backend`` (``"model"``, ``"verilator"`` or ``"xdma"``).
 
         ``options`` go to the backend's device (model: ``dram_bytes``, ``timing``,
@@ -199,7 +199,16 @@ class Engine(EngineOps):
         ``engine``, … see :class:`~.xdma.XdmaDevice`) except ``regions``, ``strict`` and
         ``run_timeout``, which go to :class:`Engine`.  (``run_timeout`` is not called
         ``timeout`` because the xdma device's ``timeout`` is its per-transfer DMA timeout.)
+
+        ``engines=E`` (1…16) opens E engines of one SoC as a :class:`~.multi.MultiEngine`
+        (model and verilator backends); ``engines=1`` (or omitted) gives a plain ``Engine``.
         """
+        if "engines" in options:
+            from .multi import MultiEngine, check_engines
+
+            engines = check_engines(options.pop("engines"))
+            if engines > 1:
+                return MultiEngine.open(backend, config, engines=engines, **options)
         engine_opts = {k: options.pop(k) for k in ("regions", "strict", "run_timeout")
                        if k in options}
         if backend == "model":

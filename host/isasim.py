@@ -184,6 +184,10 @@ class Machine:
             for _ in range(EPI_ENTRIES)
         ]
         self.sync_flags = 0
+        #: the SoC's shared flag word when this engine is one of several (``host.multi_model``):
+        #: SYNC SET/CLEAR go to it and it decides when a WAIT retires (:meth:`finish_wait`);
+        #: ``None`` for a single engine, whose flags only it and the host change
+        self.flag_bus: Any = None
         self.window = (0, 0)
         self.state: RunState | None = None
         self._program_addr = 0
@@ -477,6 +481,11 @@ class Machine:
     def _op_sync(self, st: RunState, ins: Instruction) -> None:
         op, mask = ins["op"], ins["mask"]
         if op is SyncOp.WAIT:
+            if self.flag_bus is not None:
+                # other engines may still change the flags: the bus retires or times out the
+                # WAIT later (finish_wait); until then pc stays on it
+                self.flag_bus.park(self, st, ins)
+                return
             if (self.sync_flags ^ ins["value"]) & mask:
                 # Only this engine (or the host, before START) changes the flags in the
                 # single-engine model, so an unmet condition can only time out.
@@ -488,11 +497,34 @@ class Machine:
                            f"{ins['timeout']} cycles")
         else:
             self._drain(st)
-            if op is SyncOp.SET:
+            if self.flag_bus is not None:
+                self.flag_bus.pulse(self, st.t, op, mask)
+            elif op is SyncOp.SET:
                 self.sync_flags |= mask
             elif op is SyncOp.CLEAR:
                 self.sync_flags &= ~mask & ((1 << SYNC_FLAGS) - 1)
         st.t += 1
+        st.pc += 1
+
+    def finish_wait(self, matched_at: int | None, flags: int) -> None:
+        """Complete the SYNC WAIT at ``pc`` that the flag bus parked: the flags (``flags``)
+        matched at cycle ``matched_at`` (≥ the WAIT's dispatch cycle; it retires the cycle
+        after), or never within its timeout (``None``: SYNC_TIMEOUT, as a single engine)."""
+        st = self.state
+        if st is None or st.stopped:
+            raise RuntimeError("finish_wait without a parked SYNC WAIT")
+        ins = self._decoded[st.pc]
+        if matched_at is None:
+            st.dispatch_stall += ins["timeout"]
+            st.t += ins["timeout"]
+            self._fail(st, ErrorCode.SYNC_TIMEOUT, st.pc,
+                       f"sync flags {flags:#010x} did not match value {ins['value']:#010x} "
+                       f"under mask {ins['mask']:#010x} within {ins['timeout']} cycles")
+            st.events.sort(key=lambda e: e.timestamp)
+            del st.events[self.config.trace_depth:]
+            return
+        st.dispatch_stall += matched_at - st.t
+        st.t = matched_at + 1
         st.pc += 1
 
     def _op_trace(self, st: RunState, ins: Instruction) -> None:

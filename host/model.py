@@ -52,11 +52,14 @@ class ModelDevice(Device):
         Index reported in CFG_ENGINE_INDEX.
     build_id:
         Override the reported BUILD_ID (to test the host's mismatch check).
+    dram:
+        An existing DRAM image of ``dram_bytes`` bytes to use instead of a new one (the
+        engines of a multi-engine model share one).
     """
 
     def __init__(self, config: EngineConfig | None = None, *, dram_bytes: int = 1 << 30,
                  timing: TimingParams | None = None, engine_index: int = 0,
-                 build_id: int | None = None) -> None:
+                 build_id: int | None = None, dram: np.ndarray | None = None) -> None:
         config = EngineConfig() if config is None else config
         if not isinstance(config, EngineConfig):
             raise TypeError(f"ModelDevice needs an EngineConfig, not {type(config).__name__}")
@@ -65,7 +68,11 @@ class ModelDevice(Device):
             raise ValueError(f"dram_bytes={dram_bytes!r} must be an int in 4096…2**"
                              f"{config.axi_addr_width} (axi_addr_width)")
         self.config = config
-        self._dram = np.zeros(dram_bytes, np.uint8)
+        if dram is not None and (not isinstance(dram, np.ndarray) or dram.dtype != np.uint8
+                                 or dram.shape != (dram_bytes,)):
+            raise ValueError(f"dram must be a uint8 array of dram_bytes={dram_bytes} bytes")
+        # several engines of one SoC share one image (host.multi_model)
+        self._dram = np.zeros(dram_bytes, np.uint8) if dram is None else dram
         self.machine = Machine(config, self._dram, timing)
         self._const = reset_values(config, engine_index)
         if build_id is not None:
