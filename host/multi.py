@@ -103,12 +103,18 @@ def barrier(config: EngineConfig, engine: int, engines: int, index: int = 0,
 def link(config: EngineConfig, *parts: bytes | Program) -> bytes:
     """One program image from ``parts`` run one after the other.
 
-    Each part but the last must end with its only HALT, which is dropped (the next part
-    follows); parts after the first must not contain absolute jumps (their targets would
-    move).  The first part keeps its instruction indices, so a kernel whose ``call``/``ret``
-    use link registers works there.  ``ValueError`` names the part and instruction otherwise.
+    Each part but the last must end with its only HALT, which becomes a SYNC FENCE (the
+    next part starts once every queue is idle, as after a HALT); parts after the first must
+    not contain absolute jumps (their targets would move).  ``ValueError`` says which part
+    breaks a rule.  Unlike a new START, the FENCE does not empty the token channels: a part
+    that leaves tokens unconsumed hands them to the next, and the model's race detector
+    reports any memory conflict this leaves unordered (strict mode: ``RaceError``).
     """
     isa = isa_for(config)
+    # a HALT drains every queue; the FENCE that replaces it keeps that ordering
+    fence_program = Program(config)
+    fence_program.fence()
+    fence = fence_program.encode()
     out = []
     for n, part in enumerate(parts):
         if isinstance(part, Program):
@@ -131,7 +137,7 @@ def link(config: EngineConfig, *parts: bytes | Program) -> bytes:
             if absolute:
                 raise ValueError(f"part {n} has absolute jumps at {absolute}; only the first "
                                  "part may")
-        out.append(bytes(part) if last else bytes(part[:-INSTRUCTION_BYTES]))
+        out.append(bytes(part) if last else bytes(part[:-INSTRUCTION_BYTES]) + fence)
     return b"".join(out)
 
 
