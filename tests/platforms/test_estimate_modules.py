@@ -78,32 +78,42 @@ def hierarchy(children: tuple[str, ...] = ("\\top.c0", "\\top.c1", "\\top.c2"),
 
 
 def fake_synth(calls: list[str]):
-    """Stand-in synthesiser: one FDRE per bit of each ``$dff`` and one LUT2 per module; a
+    """Stand-in synthesiser: per module, one FDRE per bit of each ``$dff`` and one LUT2; a
     child instance survives if its ``\\y`` output is read (Yosys' ``opt_clean`` rule).  It
-    checks that every other module in the text is a port-only blackbox."""
+    checks that every other module in the text is a port-only blackbox or the batch wrapper,
+    and records the members it was asked for."""
 
-    def synthesise(text: str, name: str, family: str) -> tuple[dict[str, int], float]:
-        calls.append(name)
+    def synthesise(text: str, top: str, members: list[str],
+                   family: str) -> tuple[dict[str, dict[str, int]], float]:
+        calls.extend(members)
         modules = em.parse_rtlil(text)
-        assert next(iter(modules)).lstrip("\\") == name
-        for other in list(modules)[1:]:
+        assert ("\\" + top) in modules
+        if len(members) > 1:
+            assert top == em.BATCH_TOP
+        for other in modules:
+            if other.lstrip("\\") in members or other.lstrip("\\") == em.BATCH_TOP:
+                continue
             body = modules[other].body
             assert all(re.match(r"\s*wire .*(input|output) \d+ ", line) for line in body), body
             assert "attribute \\blackbox 1" in text.split(f"module {other}\n")[0].splitlines()[-1]
-        own = modules["\\" + name]
-        cells = {"FDRE": 0, "LUT2": 1}
-        for i, line in enumerate(own.body):
-            if line.startswith("  cell $dff "):
-                cells["FDRE"] += int(own.body[i + 1].split()[-1])
-            kind = line.split()[1] if line.startswith("  cell ") else None
-            if kind in modules:
-                out = next(x.split()[-1] for x in own.body[i:] if x.startswith("    connect \\y"))
-                # read by something besides its own connection, or an output port
-                readers = [x for x in own.body if out in x.split()
-                           and ("wire" not in x or " output " in x)]
-                if len(readers) > 1:
-                    cells[kind.lstrip("\\")] = cells.get(kind.lstrip("\\"), 0) + 1
-        return cells, 0.5
+        out = {}
+        for member in members:
+            own = modules["\\" + member]
+            cells = {"FDRE": 0, "LUT2": 1}
+            for i, line in enumerate(own.body):
+                if line.startswith("  cell $dff "):
+                    cells["FDRE"] += int(own.body[i + 1].split()[-1])
+                kind = line.split()[1] if line.startswith("  cell ") else None
+                if kind in modules:
+                    out_wire = next(x.split()[-1] for x in own.body[i:]
+                                    if x.startswith("    connect \\y"))
+                    # read by something besides its own connection, or an output port
+                    readers = [x for x in own.body if out_wire in x.split()
+                               and ("wire" not in x or " output " in x)]
+                    if len(readers) > 1:
+                        cells[kind.lstrip("\\")] = cells.get(kind.lstrip("\\"), 0) + 1
+            out[member] = cells
+        return out, 0.5
 
     return synthesise
 
@@ -161,6 +171,39 @@ def test_sum_over_instances_synthesises_each_distinct_module_once(tmp_path):
     assert result.stat()["modules"]["\\top"]["num_cells_by_type"]["\\top.c1"] == 1
 
 
+def test_batches_and_single_runs_agree(tmp_path):
+    calls: list[str] = []
+    single = em.estimate_rtlil(hierarchy(), "top", "xc7", cache_dir=tmp_path / "a",
+                               synthesise=fake_synth(calls), batch_lines=1)
+    batched = em.estimate_rtlil(hierarchy(), "top", "xc7", cache_dir=tmp_path / "b",
+                                synthesise=fake_synth(calls))
+    assert single.cells == batched.cells and single.counts == batched.counts
+
+
+def test_plan_batches_packs_small_modules():
+    sizes = {"big": 50, "a": 6, "b": 5, "c": 4, "d": 3, "e": 1}
+    assert em.plan_batches(sizes, max_lines=10) == [["big"], ["a", "c"], ["b", "d", "e"]]
+    assert em.plan_batches(sizes, max_lines=1) == [[n] for n in sizes]
+
+
+def test_batch_text_wires_every_port_of_every_member():
+    modules = em.parse_rtlil(hierarchy())
+    text, top = em.batch_text(modules, ["\\top.c0", "\\top.c1.leaf"])
+    assert top == em.BATCH_TOP
+    sub = em.parse_rtlil(text)
+    # the members, c0's leaf as a blackbox (c1's leaf is a member), the wrapper
+    assert list(sub) == ["\\top.c0", "\\top.c1.leaf", "\\top.c0.leaf", "\\" + em.BATCH_TOP]
+    wrapper = sub["\\" + em.BATCH_TOP]
+    assert wrapper.children == {"\\top.c0": 1, "\\top.c1.leaf": 1}
+    ports = [line.split() for line in wrapper.body if " wire " in f" {line}"]
+    assert [(p[2], p[3], p[4]) for p in ports] == [
+        ("1", "input", "0"), ("8", "input", "1"), ("8", "output", "2"),
+        ("1", "input", "3"), ("8", "input", "4"), ("8", "output", "5")]
+    assert sum(line.startswith("    connect ") for line in wrapper.body) == 6
+    with pytest.raises(ValueError, match="at least one module"):
+        em.batch_text(modules, [])
+
+
 def test_repeated_instances_are_multiplied(tmp_path):
     # Yosys-style: one child module instantiated three times
     calls: list[str] = []
@@ -200,13 +243,14 @@ def test_a_failing_module_keeps_the_finished_ones(tmp_path):
     calls: list[str] = []
     inner = fake_synth(calls)
 
-    def flaky(text, name, family):
-        if name == "top.c0.leaf":  # the smallest module: synthesised last
+    def flaky(text, top, members, family):
+        if "top.c0.leaf" in members:  # the smallest module: synthesised last
             raise RuntimeError("yosys failed on module top.c0.leaf")
-        return inner(text, name, family)
+        return inner(text, top, members, family)
 
     with pytest.raises(RuntimeError, match=r"module top\.c0\.leaf"):
-        em.estimate_rtlil(hierarchy(), "top", "xc7", cache_dir=tmp_path, synthesise=flaky)
+        em.estimate_rtlil(hierarchy(), "top", "xc7", cache_dir=tmp_path, synthesise=flaky,
+                          batch_lines=1)
     calls.clear()
     em.estimate_rtlil(hierarchy(), "top", "xc7", cache_dir=tmp_path,
                       synthesise=fake_synth(calls))
@@ -219,6 +263,8 @@ def test_input_validation(tmp_path):
         em.estimate_rtlil(hierarchy(), "top", "xc9", **kw)
     with pytest.raises(ValueError, match="jobs must be an integer ≥ 1, got 0"):
         em.estimate_rtlil(hierarchy(), "top", "xc7", jobs=0, **kw)
+    with pytest.raises(ValueError, match="batch_lines must be an integer ≥ 1, got 0"):
+        em.estimate_rtlil(hierarchy(), "top", "xc7", batch_lines=0, **kw)
     with pytest.raises(ValueError, match="top module '\\\\\\\\nope' is not in the design"):
         em.estimate_rtlil(hierarchy(), "nope", "xc7", **kw)
     with pytest.raises(ValueError, match="ends inside module"):
@@ -240,9 +286,13 @@ def test_input_validation(tmp_path):
 @needs_yosys
 def test_module_wise_equals_hierarchical_on_hand_made_hierarchy(tmp_path):
     text = hierarchy()
-    result = em.estimate_rtlil(text, "top", "xc7", cache_dir=tmp_path)
+    batched = em.estimate_rtlil(text, "top", "xc7", cache_dir=tmp_path / "batched")
+    single = em.estimate_rtlil(text, "top", "xc7", cache_dir=tmp_path / "single",
+                               batch_lines=1)
     stat, _ = em.synth_hierarchy(text, "top", "xc7")
     reference = em.hierarchy_cells(stat)
     reference.pop("BUFG", None)  # one clock buffer on the top's clock; not a resource
-    assert result.cells == reference
-    assert result.cells["FDRE"] == EXPECTED_FF
+    assert batched.cells == single.cells == reference
+    assert reference["FDRE"] == EXPECTED_FF  # Yosys removed the unused third child too
+    assert single.counts == batched.counts == {"top": 1, "top.c0": 1, "top.c0.leaf": 1,
+                                               "top.c1": 1, "top.c1.leaf": 1}
