@@ -1,0 +1,109 @@
+"""Multi-engine speed-up table: model-backend cycles of sharded ops for E = 1, 2, 4 engines.
+
+::
+
+    python -m unified_engine.host.multi_bench                      # matmul 1024³, M and N split
+    python -m unified_engine.host.multi_bench --size 512 --engines 1,2,3,4 --split m,n,k
+
+Cycles are the ISA simulator's (``host.timing``, calibrated against the Verilated RTL), with
+the shared-DRAM rule of :func:`~.multi.shared_timing`: ``fair`` (each engine streams at 1/E
+of the DRAM bandwidth: the pessimistic bound) and ``full`` (no contention: the optimistic
+bound).  The baseline is ``Engine.matmul`` on one engine; the speed-up is baseline cycles /
+the SoC's cycles (the slowest engine, all started together).  Every sharded result is checked
+against the single-engine one (bit-exact for M/N splits, within ``ksplit_bound`` for K).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+
+import numpy as np
+
+from unified_engine.config import EngineConfig
+from unified_engine.numerics import fp
+
+from .engine import Engine
+from .multi import MultiEngine
+from .ops_shard import ksplit_bound, shard_matmul
+
+__all__ = ["main", "matmul_table"]
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated ints, got {text!r}") from None
+
+
+def matmul_table(config: EngineConfig, size: int, engines: list[int], splits: list[str],
+                 shares: list[str], seed: int = 0, out=sys.stdout) -> list[dict]:
+    """Run the matmul rows and print the table; returns the rows as dicts."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((size, size)).astype(np.float32)
+    b = rng.standard_normal((size, size)).astype(np.float32)
+    dram = max(1 << 26, 1 << (16 * size * size * 2).bit_length())
+    single = Engine.open("model", config, dram_bytes=dram)
+    ref = single.matmul(a, b)
+    base = single.last_run.cycles
+    macs = size ** 3
+    rows = [{"split": "-", "engines": 1, "share": "-", "cycles": base, "speedup": 1.0,
+             "util": macs / (config.macs_per_cycle * base), "check": "reference"}]
+    for share in shares:
+        for e in engines:
+            cfg = dataclasses.replace(config, engines=max(e, config.engines))
+            multi = MultiEngine.open("model", cfg, engines=e, dram_bytes=dram * e,
+                                     dram_share=share)
+            for split in splits:
+                t = time.monotonic()
+                c, run = shard_matmul(multi, a, b, split)
+                if split == "k":
+                    bound = ksplit_bound(fp.f32_to_bf16(a), fp.f32_to_bf16(b),
+                                         fp.f32_to_bf16(c), fp.f32_to_bf16(ref))
+                    ok = bool((np.abs(c - ref) <= bound).all())
+                    check = f"≤ bound: {ok}, max |Δ| {float(np.abs(c - ref).max()):.3g}"
+                else:
+                    check = "bit-exact" if np.array_equal(c, ref) else "MISMATCH"
+                rows.append({"split": split, "engines": e, "share": share,
+                             "cycles": run.cycles, "speedup": base / run.cycles,
+                             "util": macs / (config.macs_per_cycle * e * run.cycles),
+                             "check": check, "seconds": time.monotonic() - t})
+            multi.close()
+    print(f"matmul {size}³ bf16, model backend, {config.rows}×{config.cols} array "
+          f"(P={config.pe_interleave}), {config.axi_bytes} B/cycle DRAM shared by the engines",
+          file=out)
+    print("| split | E | DRAM share | cycles | speed-up | array util. | result |", file=out)
+    print("|---|---|---|---|---|---|---|", file=out)
+    for r in rows:
+        print(f"| {r['split']} | {r['engines']} | {r['share']} | {r['cycles']:,} | "
+              f"{r['speedup']:.2f}× | {100 * r['util']:.1f} % | {r['check']} |", file=out)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m unified_engine.host.multi_bench",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, default=1024, help="M = K = N (default 1024)")
+    parser.add_argument("--engines", type=_ints, default=[1, 2, 4],
+                        help="engine counts (default 1,2,4)")
+    parser.add_argument("--split", default="m,n", help="splits among m,n,k (default m,n)")
+    parser.add_argument("--dram-share", default="fair,full",
+                        help="shared-DRAM rules among fair,full (default both)")
+    parser.add_argument("--preset", default=None,
+                        help="EngineConfig preset (default: the default EngineConfig)")
+    args = parser.parse_args(argv)
+    splits = [s for s in args.split.split(",") if s]
+    shares = [s for s in args.dram_share.split(",") if s]
+    if args.size < 1 or any(s not in ("m", "n", "k") for s in splits) or \
+            any(s not in ("fair", "full") for s in shares):
+        parser.error("size ≥ 1, --split among m,n,k and --dram-share among fair,full")
+    config = EngineConfig.preset(args.preset) if args.preset else EngineConfig()
+    matmul_table(config, args.size, args.engines, splits, shares)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
