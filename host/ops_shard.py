@@ -25,14 +25,16 @@ takes part in the barrier)
 ``shard_attention``
     KV heads (with their query-head groups) in E shares; bit-exact.
 
-How the programs are made: every op but the K-split reduce runs the kernel library's own host
-code (``Engine.matmul``, ``Engine.rmsnorm``, ``Engine.attention``, …) on each engine's slice
-with its ``run`` *captured* (:func:`captured`): the programs and GPR arguments an op would run
-are recorded instead of run, then linked (:func:`~.multi.link`, later programs' arguments
-loaded by ``li``) with a closing barrier into one program per engine, and all engines run
-together (:meth:`~.multi.MultiEngine.run_all`).  So no kernel is duplicated here.  Operands
-are uploaded as device tensors first, so the ops return device results, read back after the
-run; the temporaries an op frees at its end are not reallocated before the run (nothing else
+How the programs are made: every op but the K split runs the kernel library's own host code
+(``Engine.matmul``, ``Engine.rmsnorm``, ``Engine.attention``, …) on each engine's share with
+its ``run`` *captured* (:func:`captured`): the kernels and GPR arguments the op would run are
+recorded instead, each gets a closing barrier (:func:`~.multi.link`), and all engines run
+together (:meth:`~.multi.MultiEngine.run_all`) — so no kernel is duplicated here.  An op that
+runs several kernels on one engine (attention: K panel packing, then attention) runs them in
+as many rounds, one ``run_all`` each: linking two kernels into one program is not safe in
+general, since a kernel may leave dependency tokens that the next would pop.  Operands are
+uploaded as device tensors first, so the ops return device results, read back after the run;
+the temporaries an op frees at its end are not reallocated before the run (nothing else
 allocates on that engine in between).
 """
 
@@ -46,7 +48,7 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from unified_engine.asm import Program, gpr
+from unified_engine.asm import Program
 from unified_engine.firmware.common import ceil_div
 from unified_engine.firmware.gemm import GemmSpec, build_gemm
 from unified_engine.firmware.layout import epi_spec
@@ -70,21 +72,23 @@ _ROWWISE = ("rmsnorm", "layernorm", "softmax")
 @dataclasses.dataclass(frozen=True)
 class ShardRun:
     """What a sharded op did: ``shares[i]`` = (start, size) of engine i's share of the split
-    dimension, ``runs[i]`` its :class:`RunResult`, ``cycles`` the SoC's (the slowest engine;
-    they start together)."""
+    dimension; ``rounds``: per :meth:`~.multi.MultiEngine.run_all` (most ops need one; an op
+    whose single-engine form runs several kernels runs them in as many rounds), the
+    :class:`RunResult` of each engine."""
 
     op: str
     split: str
     shares: tuple[tuple[int, int], ...]
-    runs: tuple[RunResult, ...]
+    rounds: tuple[tuple[RunResult, ...], ...]
 
     @property
     def cycles(self) -> int:
-        return max(r.cycles for r in self.runs)
+        """SoC cycles: per round the slowest engine's (they start together), summed."""
+        return sum(max(r.cycles for r in rnd) for rnd in self.rounds)
 
     @property
     def engines(self) -> int:
-        return len(self.runs)
+        return len(self.rounds[0])
 
 
 @contextmanager
@@ -105,35 +109,27 @@ def captured(engine: Engine) -> Iterator[list[tuple[bytes, dict[int, int]]]]:
         del engine.run
 
 
-def _program(multi: MultiEngine, i: int, calls: list[tuple[bytes, dict[int, int]]],
-             index: int = 0, timeout: int = BARRIER_TIMEOUT
-             ) -> tuple[bytes, dict[int, int]]:
-    """Engine i's one program: the captured kernels in order, barrier ``index``, HALT; and the
-    GPR arguments of the first kernel (later kernels' are loaded with ``li`` before them)."""
-    cfg = multi.config
-    parts: list[bytes] = []
-    for n, (blob, args) in enumerate(calls):
-        if n:
-            pre = Program(cfg)
-            for reg, value in sorted(args.items()):
-                pre.li(gpr(reg), value)
-            blob = pre.encode() + blob
-        parts.append(blob)
-    tail = barrier(cfg, i, len(multi), index, timeout)
-    tail.halt()
-    return link(cfg, *parts, tail), (calls[0][1] if calls else {})
-
-
 def _run(multi: MultiEngine, op: str, how: str, shares: list[tuple[int, int]],
          calls: list[list[tuple[bytes, dict[int, int]]]], timeout: float | None
          ) -> ShardRun:
-    programs, args = [], []
-    for i, c in enumerate(calls):
-        image, a = _program(multi, i, c)
-        programs.append(image)
-        args.append(a)
-    runs = multi.run_all(programs, args=args, timeout=timeout)
-    return ShardRun(op, how, tuple(shares), tuple(runs))
+    """Run the captured kernels: round r runs each engine's r-th kernel, closed by a barrier
+    (an engine without one only takes part in the barrier)."""
+    cfg, e = multi.config, len(multi)
+    rounds = []
+    for r in range(max(1, *(len(c) for c in calls))):
+        programs, args = [], []
+        for i, c in enumerate(calls):
+            tail = barrier(cfg, i, e, 0, BARRIER_TIMEOUT)
+            tail.halt()
+            if r < len(c):
+                blob, a = c[r]
+                programs.append(link(cfg, blob, tail))
+                args.append(a)
+            else:
+                programs.append(tail)
+                args.append(None)
+        rounds.append(tuple(multi.run_all(programs, args=args, timeout=timeout)))
+    return ShardRun(op, how, tuple(shares), tuple(rounds))
 
 
 def _bits(x: Any, name: str) -> tuple[np.ndarray, Any]:
@@ -279,7 +275,7 @@ def _matmul_k(multi: MultiEngine, a_bits: np.ndarray, b_bits: np.ndarray, ao: An
         c = out.bits()
     finally:
         _read([], temps)
-    return _out(c, ao), ShardRun("matmul", "k", tuple(shares), tuple(runs))
+    return _out(c, ao), ShardRun("matmul", "k", tuple(shares), (tuple(runs),))
 
 
 def _reduce_program(cfg: Any, partials: list[int], out: int, count: int) -> Program:
