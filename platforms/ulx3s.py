@@ -22,13 +22,20 @@ from amaranth.vendor import LatticeECP5Platform
 
 from unified_engine.config import EngineConfig
 
-__all__ = ["Ulx3sPlatform", "ulx3s_config"]
+__all__ = ["ULX3S_FIT", "Ulx3sPlatform", "ulx3s_config"]
+
+
+#: What the ECP5 image changes from ``sim_small`` to fit an ECP5-85F (measured, see
+#: docs/boards.md §6): bf16 only (no QUANTIZE encoder, no DEQUANTIZE / weight decoders) and
+#: two vector lanes (half the fp32 lanes, exp units and reduction tree).
+ULX3S_FIT = {"formats": ("bf16",), "lanes": 2}
 
 
 def ulx3s_config(**overrides) -> EngineConfig:
-    """The self-test engine: ``sim_small`` (2×2 array, 4 lanes, 64-bit AXI, 16 KiB SRAM) at
-    the board's 25 MHz oscillator, with ``overrides`` applied."""
-    base = dataclasses.replace(EngineConfig.preset("sim_small"), clock_mhz=25.0)
+    """The self-test engine: ``sim_small`` (2×2 array, P = 2, 64-bit AXI, 16 KiB SRAM) with
+    :data:`ULX3S_FIT` (bf16 only, 2 lanes) at the board's 25 MHz oscillator, with
+    ``overrides`` applied (``ValueError`` / ``TypeError`` from :class:`EngineConfig`)."""
+    base = dataclasses.replace(EngineConfig.preset("sim_small"), clock_mhz=25.0, **ULX3S_FIT)
     return dataclasses.replace(base, **overrides)
 
 

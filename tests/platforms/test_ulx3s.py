@@ -5,6 +5,8 @@ bitstream with nextpnr's Fmax (``synth`` + ``slow``)."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
@@ -12,7 +14,12 @@ from axi_managers import BurstManager, receive, send
 
 from unified_engine.host import Engine
 from unified_engine.platforms.axi_ram import AxiRam
-from unified_engine.platforms.ecp5_flow import parse_nextpnr_log
+from unified_engine.platforms.ecp5_flow import (
+    DEFAULT_DSP_MIN_WIDTH,
+    build_ecp5,
+    dsp_prepass,
+    parse_nextpnr_log,
+)
 from unified_engine.platforms.selftest import (
     BLOCK,
     DST,
@@ -24,7 +31,7 @@ from unified_engine.platforms.selftest import (
     selftest_image,
     selftest_program,
 )
-from unified_engine.platforms.ulx3s import Ulx3sPlatform, ulx3s_config
+from unified_engine.platforms.ulx3s import ULX3S_FIT, Ulx3sPlatform, ulx3s_config
 from unified_engine.regs import ErrorCode, reg
 from unified_engine.rtl.axi import AxiResp
 
@@ -126,7 +133,67 @@ Info: Max frequency for clock '$glbnet$clk': 31.47 MHz (PASS at 25.00 MHz)
 def test_ulx3s_platform_facts():
     assert (Ulx3sPlatform.device, Ulx3sPlatform.package, Ulx3sPlatform.speed) == \
         ("LFE5U-85F", "BG381", "6")
-    assert ulx3s_config().clock_mhz == 25.0
+    cfg = ulx3s_config()
+    assert cfg.clock_mhz == 25.0
+    # the fit reductions are applied, and overrides still win over them
+    assert (cfg.formats, cfg.lanes, cfg.rows, cfg.cols) == (("bf16",), 2, 2, 2)
+    assert ULX3S_FIT == {"formats": ("bf16",), "lanes": 2}
+    assert ulx3s_config(lanes=4).lanes == 4
+    with pytest.raises(ValueError, match="lanes"):
+        ulx3s_config(lanes=3)
+
+
+@pytest.mark.parametrize("bad", [1, 19, True, 7.0, "7"])
+def test_dsp_prepass_rejects_bad_widths(bad):
+    with pytest.raises(ValueError, match=r"dsp_min_width must be an int in 2…18"):
+        dsp_prepass(bad)
+
+
+def test_build_ecp5_validates_before_running_any_tool(tmp_path):
+    with pytest.raises(ValueError, match="dsp_min_width"):
+        build_ecp5(tmp_path, dsp_min_width=40)
+    with pytest.raises(ValueError, match="seed"):
+        build_ecp5(tmp_path, seed=-1)
+    with pytest.raises(TypeError, match="EngineConfig"):
+        build_ecp5(tmp_path, {"lanes": 2})
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.synth
+@pytest.mark.parametrize(("min_width", "expect"), [(2, (5, 0)), (DEFAULT_DSP_MIN_WIDTH, (1, 3))])
+def test_dsp_prepass_keeps_narrow_products_in_luts(tmp_path, min_width, expect):
+    """A 24×24 product (a fp32 significand) and a 16×3 one through the pre-pass: with Yosys'
+    own minimum (2) the first takes 2×2 MULT18X18D and the second one more; with the flow default
+    the 24×24 keeps one block for its 18×18 slice and its two 6-bit slices plus the 16×3
+    product stay ``$mul`` (LUT logic)."""
+    import subprocess
+
+    from amaranth.back import rtlil
+    from amaranth.hdl import Module, Signal
+
+    from unified_engine.platforms.ecp5_flow import yowasp_tools
+
+    try:
+        yosys = yowasp_tools()["YOSYS"]
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
+    m = Module()
+    a, b, c, d = Signal(24), Signal(24), Signal(16), Signal(3)
+    y, z = Signal(48), Signal(19)
+    m.d.comb += [y.eq(a * b), z.eq(c * d)]
+    (tmp_path / "top.il").write_text(rtlil.convert(m, name="top", ports=[a, b, c, d, y, z]))
+    script = f"read_rtlil top.il\n{dsp_prepass(min_width)}\ntee -o stat.txt stat\n"
+    (tmp_path / "pre.ys").write_text(script)
+    done = subprocess.run([yosys, "-q", "-s", "pre.ys"], cwd=tmp_path, capture_output=True,
+                          text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    stat = (tmp_path / "stat.txt").read_text()
+
+    def count(cell: str) -> int:
+        found = re.search(rf"^\s*(\d+)\s+{re.escape(cell)}\s*$", stat, re.MULTILINE)
+        return int(found.group(1)) if found else 0
+
+    assert (count("MULT18X18D"), count("$mul")) == expect
 
 
 @pytest.mark.slow
