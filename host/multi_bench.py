@@ -29,7 +29,7 @@ from .engine import Engine
 from .multi import MultiEngine
 from .ops_shard import ksplit_bound, shard_matmul
 
-__all__ = ["main", "matmul_table"]
+__all__ = ["main", "matmul_table", "trace_picture"]
 
 
 def _ints(text: str) -> list[int]:
@@ -83,6 +83,30 @@ def matmul_table(config: EngineConfig, size: int, engines: list[int], splits: li
     return rows
 
 
+def trace_picture(config: EngineConfig, shape: tuple[int, int, int], prefix: str,
+                  engines: int = 2, split: str = "k", seed: int = 0) -> dict[str, int]:
+    """Run one sharded matmul with the trace buffer on and write ``prefix.json`` (Chrome /
+    Perfetto, one process per engine) and ``prefix.png`` (``unified_engine.trace``).
+    Returns the events lost per engine (buffer overflow)."""
+    from unified_engine import trace as tr
+
+    m, k, n = shape
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    cfg = dataclasses.replace(config, engines=max(engines, config.engines))
+    multi = MultiEngine.open("model", cfg, engines=engines, dram_bytes=1 << 26)
+    _, run = shard_matmul(multi, a, b, split, trace=True)
+    rnd = run.rounds[-1]
+    timelines = {f"engine {i}": r.trace for i, r in enumerate(rnd)}
+    lost = {f"engine {i}": r.trace_count - len(r.trace) for i, r in enumerate(rnd)}
+    tr.write_chrome_json(f"{prefix}.json", timelines, clock_mhz=cfg.clock_mhz, lost=lost)
+    tr.timeline_png(timelines, f"{prefix}.png", clock_mhz=cfg.clock_mhz,
+                    title=f"matmul {m}×{k}×{n} split by {split.upper()} on {engines} engines "
+                          f"(model backend): {run.cycles:,} cycles")
+    return lost
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m unified_engine.host.multi_bench",
                                      description=__doc__.split("\n\n")[0])
@@ -94,6 +118,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="shared-DRAM rules among fair,full (default both)")
     parser.add_argument("--preset", default=None,
                         help="EngineConfig preset (default: the default EngineConfig)")
+    parser.add_argument("--trace", metavar="PREFIX", default=None,
+                        help="instead of the table, write PREFIX.json / PREFIX.png: the "
+                             "trace of one sharded matmul (--trace-shape, --trace-split) on "
+                             "2 engines")
+    parser.add_argument("--trace-shape", type=_ints, default=[64, 512, 64],
+                        help="M,K,N of the traced matmul (default 64,512,64)")
+    parser.add_argument("--trace-split", default="k", help="m, n or k (default k)")
     args = parser.parse_args(argv)
     splits = [s for s in args.split.split(",") if s]
     shares = [s for s in args.dram_share.split(",") if s]
@@ -101,6 +132,13 @@ def main(argv: list[str] | None = None) -> int:
             any(s not in ("fair", "full") for s in shares):
         parser.error("size ≥ 1, --split among m,n,k and --dram-share among fair,full")
     config = EngineConfig.preset(args.preset) if args.preset else EngineConfig()
+    if args.trace:
+        if len(args.trace_shape) != 3 or args.trace_split not in ("m", "n", "k"):
+            parser.error("--trace-shape is M,K,N and --trace-split one of m, n, k")
+        lost = trace_picture(config, tuple(args.trace_shape), args.trace,
+                             split=args.trace_split)
+        print(f"wrote {args.trace}.json and {args.trace}.png; events lost: {lost}")
+        return 0
     matmul_table(config, args.size, args.engines, splits, shares)
     return 0
 

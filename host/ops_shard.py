@@ -110,8 +110,8 @@ def captured(engine: Engine) -> Iterator[list[tuple[bytes, dict[int, int]]]]:
 
 
 def _run(multi: MultiEngine, op: str, how: str, shares: list[tuple[int, int]],
-         calls: list[list[tuple[bytes, dict[int, int]]]], timeout: float | None
-         ) -> ShardRun:
+         calls: list[list[tuple[bytes, dict[int, int]]]], timeout: float | None,
+         trace: bool | str = False) -> ShardRun:
     """Run the captured kernels: round r runs each engine's r-th kernel, closed by a barrier
     (an engine without one only takes part in the barrier)."""
     cfg, e = multi.config, len(multi)
@@ -128,7 +128,8 @@ def _run(multi: MultiEngine, op: str, how: str, shares: list[tuple[int, int]],
             else:
                 programs.append(tail)
                 args.append(None)
-        rounds.append(tuple(multi.run_all(programs, args=args, timeout=timeout)))
+        rounds.append(tuple(multi.run_all(programs, args=args, timeout=timeout,
+                                          trace=trace)))
     return ShardRun(op, how, tuple(shares), tuple(rounds))
 
 
@@ -174,12 +175,14 @@ def _read(outs: list[DeviceTensor | None], temps: list[DeviceTensor]) -> list[np
 
 
 def shard_matmul(multi: MultiEngine, a: Any, b: Any, split_dim: str = "m", *,
-                 timeout: float | None = None) -> tuple[Any, ShardRun]:
+                 timeout: float | None = None, trace: bool | str = False
+                 ) -> tuple[Any, ShardRun]:
     """``a @ b`` (bf16 in, fp32 accumulation, bf16 out) on all engines of ``multi``.
 
     ``split_dim``: ``"m"``, ``"n"`` or ``"k"`` (module doc).  ``a`` [M, K], ``b`` [K, N] as
     for ``Engine.matmul`` (numpy float32 / bf16 or device tensors); returns ``(c, run)`` with
-    ``c`` numpy (float32, or bf16 if ``a`` is bf16).
+    ``c`` numpy (float32, or bf16 if ``a`` is bf16).  ``timeout`` (host seconds) and
+    ``trace`` go to :meth:`~.multi.MultiEngine.run_all`.
     """
     if not isinstance(multi, MultiEngine):
         raise TypeError(f"shard_matmul needs a MultiEngine, not {type(multi).__name__}")
@@ -196,7 +199,7 @@ def shard_matmul(multi: MultiEngine, a: Any, b: Any, split_dim: str = "m", *,
                          f"{b_bits.shape} (a's K={k} ≠ b's K={kb})")
     cfg, e = multi.config, len(multi)
     if split_dim == "k":
-        return _matmul_k(multi, a_bits, b_bits, ao, timeout)
+        return _matmul_k(multi, a_bits, b_bits, ao, timeout, trace)
     temps: list[DeviceTensor] = []
     if split_dim == "m":
         shares = split(m, e, cfg.tile_rows)
@@ -216,7 +219,7 @@ def shard_matmul(multi: MultiEngine, a: Any, b: Any, split_dim: str = "m", *,
                               .view(_BF16))
     try:
         calls, outs = _per_engine(multi, shares, op)
-        run = _run(multi, "matmul", split_dim, shares, calls, timeout)
+        run = _run(multi, "matmul", split_dim, shares, calls, timeout, trace)
     except BaseException:
         _read([], temps)
         raise
@@ -226,7 +229,7 @@ def shard_matmul(multi: MultiEngine, a: Any, b: Any, split_dim: str = "m", *,
 
 
 def _matmul_k(multi: MultiEngine, a_bits: np.ndarray, b_bits: np.ndarray, ao: Any,
-              timeout: float | None) -> tuple[Any, ShardRun]:
+              timeout: float | None, trace: bool | str) -> tuple[Any, ShardRun]:
     """K-split with the reduce-add stage (module doc)."""
     cfg, e = multi.config, len(multi)
     (m, k), n = a_bits.shape, b_bits.shape[1]
@@ -271,7 +274,7 @@ def _matmul_k(multi: MultiEngine, a_bits: np.ndarray, b_bits: np.ndarray, ao: An
                 body + tail.encode()
             programs.append(image)
             args.append(a_arg)
-        runs = multi.run_all(programs, args=args, timeout=timeout)
+        runs = multi.run_all(programs, args=args, timeout=timeout, trace=trace)
         c = out.bits()
     finally:
         _read([], temps)
