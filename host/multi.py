@@ -16,11 +16,14 @@ DRAM (their windows cover it) and each allocates from its own slice of it (``mul
 Shared-DRAM bandwidth model (the model backend)
     The SoC's engines reach DRAM through one round-robin AXI arbiter (``memory="shared"``).
     The model does not arbitrate cycle by cycle; :func:`shared_timing` states the rule
-    instead: with ``dram_share="fair"`` (the default) each of the E engines streams at
-    ``dram_bytes_per_cycle / E`` — what a round-robin arbiter gives each when all E transfer
-    at once, so it is the pessimistic bound for DMA-bound work and exact for all-busy
-    phases; ``dram_share="full"`` gives every engine the whole bandwidth (no contention, the
-    optimistic bound, and the ``per_engine`` HBM SoC).  Latency is not shared.
+    instead: in a :meth:`MultiEngine.run_all` whose programs on n engines contain LOAD or
+    STORE instructions, ``dram_share="fair"`` (the default) lets each of them stream at
+    ``dram_bytes_per_cycle / n`` for the whole run — what a round-robin arbiter gives each
+    when all n transfer at once, so it is exact for all-busy phases and pessimistic when
+    some engine is idle or computing; ``dram_share="full"`` gives every engine the whole
+    bandwidth (no contention: the optimistic bound, and the ``per_engine`` HBM SoC).  A run
+    of one engine alone (``multi[i].run``, every single-engine op) has the whole bandwidth.
+    Latency is not shared; instruction fetches follow the same rule.
 
 Barriers
     :func:`barrier` builds the SYNC code of a barrier: engine ``i`` SETs bit ``i`` of the
@@ -207,9 +210,7 @@ class MultiEngine:
         if backend == "model":
             from .multi_model import MultiModelDevice
 
-            timing = shared_timing(config, engines, options.pop("dram_share", "fair"),
-                                   options.pop("timing", None))
-            device = MultiModelDevice(config, engines, timing=timing, **options)
+            device = MultiModelDevice(config, engines, **options)
         elif backend == "verilator":
             from .verilator_soc import SocVerilatorDevice
 
@@ -342,14 +343,21 @@ class MultiEngine:
             eng.set_csr64("PROGRAM_ADDR", addr)
             eng.set_csr64("CYCLE_BUDGET", cycle_budget)
         self.sync_flags = flags
-        start = reg("CONTROL").pack(START=1, TRACE_MODE=mode)
-        for eng in self.engines:
-            eng.set_csr("CONTROL", start)
-        if not self._wait(timeout):
-            running = self.busy
-            self.soft_reset()
-            raise DeviceTimeout(f"engines {running} did not stop within {timeout} s; every "
-                                "engine was soft-reset")
+        share = getattr(self.device, "share_dram", None)
+        if share is not None:  # the model: the engines with DMA work share the DRAM
+            share(max(1, sum(_has_dma(self.config, p) for p in programs)))
+        try:
+            start = reg("CONTROL").pack(START=1, TRACE_MODE=mode)
+            for eng in self.engines:
+                eng.set_csr("CONTROL", start)
+            if not self._wait(timeout):
+                running = self.busy
+                self.soft_reset()
+                raise DeviceTimeout(f"engines {running} did not stop within {timeout} s; "
+                                    "every engine was soft-reset")
+        finally:
+            if share is not None:
+                share(1)
         return self._collect()
 
     def _wait(self, timeout: float) -> bool:
@@ -391,6 +399,20 @@ class MultiEngine:
     def peak_macs(self) -> int:
         """MACs per cycle of all engines."""
         return self.config.macs_per_cycle * len(self)
+
+
+def _has_dma(config: EngineConfig, program: Program | bytes) -> bool:
+    """Whether ``program`` has a LOAD or STORE instruction."""
+    isa = isa_for(config)
+    image = program.encode() if isinstance(program, Program) else bytes(program)
+    for i in range(0, len(image) - INSTRUCTION_BYTES + 1, INSTRUCTION_BYTES):
+        try:
+            op = isa.decode(int.from_bytes(image[i:i + INSTRUCTION_BYTES], "little")).opcode
+        except Exception:  # an illegal word (the run will stop there): not a DMA
+            continue
+        if op in (Opcode.LOAD, Opcode.STORE):
+            return True
+    return False
 
 
 def _result(eng: Engine) -> RunResult:

@@ -27,7 +27,8 @@ Scheduling
 Host writes of SYNC_FLAGS / SYNC_SET / SYNC_CLEAR change the word "now" (as on the single
 engine, flags a program waits for must be set before its START; a host write cannot race a
 simulated engine).  The engines' DMA shares DRAM by the rule of ``host.multi``
-(:func:`~.multi.shared_timing`), not by arbitration cycle by cycle.
+(:func:`~.multi.shared_timing`, set per run by :meth:`MultiModelDevice.share_dram`), not by
+arbitration cycle by cycle.
 """
 
 from __future__ import annotations
@@ -261,12 +262,17 @@ class EngineModel(ModelDevice):
 class MultiModelDevice:
     """E model engines sharing one DRAM image of ``dram_bytes`` and one flag word.
 
-    ``timing`` applies to every engine (see :func:`~.multi.shared_timing` for the shared-DRAM
-    rule); ``build_id`` overrides the BUILD_ID they report.
+    ``timing`` applies to every engine, its DRAM bandwidth divided by :meth:`share_dram`
+    under the ``dram_share`` rule (:func:`~.multi.shared_timing`); ``build_id`` overrides the
+    BUILD_ID they report.
     """
 
     def __init__(self, config: EngineConfig, engines: int, *, dram_bytes: int = 1 << 30,
-                 timing: TimingParams | None = None, build_id: int | None = None) -> None:
+                 timing: TimingParams | None = None, dram_share: str = "fair",
+                 build_id: int | None = None) -> None:
+        from .multi import shared_timing
+
+        shared_timing(config, 1, dram_share)  # validates dram_share
         if isinstance(dram_bytes, bool) or not isinstance(dram_bytes, int) or \
                 not 4096 <= dram_bytes <= 1 << config.axi_addr_width:
             raise ValueError(f"dram_bytes={dram_bytes!r} must be an int in 4096…2**"
@@ -278,6 +284,17 @@ class MultiModelDevice:
         self.bus = FlagBus([v.machine for v in self.views])
         for v in self.views:
             v.bus = v.machine.flag_bus = self.bus
+        self.timing = timing or TimingParams.for_config(config)
+        self.dram_share = dram_share
+
+    def share_dram(self, engines: int) -> None:
+        """The next runs share DRAM among ``engines`` engines (``host.multi.shared_timing``;
+        1: the whole bandwidth, as a lone engine has)."""
+        from .multi import shared_timing
+
+        timing = shared_timing(self.config, engines, self.dram_share, self.timing)
+        for v in self.views:
+            v.machine.timing = timing
 
     @property
     def dram_size(self) -> int:

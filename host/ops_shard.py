@@ -62,7 +62,7 @@ from .tensor import DeviceTensor
 from .weights import pack_bf16
 
 __all__ = ["ShardRun", "captured", "ksplit_bound", "shard_attention", "shard_matmul",
-           "shard_rowwise"]
+           "shard_matmul_device", "shard_rowwise"]
 
 _BF16 = np.dtype(ml_dtypes.bfloat16)
 _SPLITS = ("m", "n", "k")
@@ -226,6 +226,63 @@ def shard_matmul(multi: MultiEngine, a: Any, b: Any, split_dim: str = "m", *,
     parts = _read(outs, temps)
     c = np.concatenate(parts, axis=0 if split_dim == "m" else 1)
     return _out(c, ao), run
+
+
+def shard_matmul_device(multi: MultiEngine, a: DeviceTensor, b: DeviceTensor,
+                        bias: DeviceTensor | None = None, activation: Any = None,
+                        scale: float | None = None, *, timeout: float | None = None
+                        ) -> tuple[DeviceTensor, ShardRun]:
+    """``act(a @ b · scale + bias)`` for device tensors, rows of ``a`` split over the
+    engines, every engine writing its rows of one new bf16 result tensor (in engine 0's
+    slice) — nothing goes through the host, so a model can keep its activations on the
+    device.  ``b`` is read row-major (``Engine.matmul``'s ``kn`` mode for a device B),
+    ``bias`` is ``[N]`` or ``[M, N]``.  Bit-exact with ``Engine.matmul`` (the same kernel
+    and sums per row)."""
+    if not isinstance(multi, MultiEngine):
+        raise TypeError(f"shard_matmul_device needs a MultiEngine, not {type(multi).__name__}")
+    for name, t in (("a", a), ("b", b), ("bias", bias)):
+        if t is None and name == "bias":
+            continue
+        if not isinstance(t, DeviceTensor) or t.dtype != "bf16":
+            raise TypeError(f"{name} must be a bf16 DeviceTensor, not {type(t).__name__}")
+    if len(a.shape) != 2 or len(b.shape) != 2 or a.shape[1] != b.shape[0] or \
+            0 in a.shape or 0 in b.shape:
+        raise ValueError(f"a must be [M, K] and b [K, N] with non-empty dimensions, got "
+                         f"{a.shape} and {b.shape}")
+    (m, k), n = a.shape, b.shape[1]
+    bias_mode = "none"
+    if bias is not None:
+        if tuple(bias.shape) in ((n,), (1, n)):
+            bias_mode = "col"
+        elif tuple(bias.shape) == (m, n):
+            bias_mode = "full"
+        else:
+            raise ValueError(f"bias must be [N] = [{n}] or [M, N] = [{m}, {n}], got "
+                             f"{bias.shape}")
+    cfg, e = multi.config, len(multi)
+    epi = epi_spec(activation, scale)
+    shares = split(m, e, cfg.tile_rows)
+    out = multi.empty((m, n), "bf16")
+    calls = []
+    try:
+        for eng, (m0, mi) in zip(multi, shares, strict=True):
+            if not mi:
+                calls.append([])
+                continue
+            tiling = choose_tiling_cached(eng, eng._m_bucket(mi), k, n, b_fmt="bf16",
+                                          bias=bias_mode, softmax=False, b_mode="kn")
+            spec = GemmSpec(k=k, n=n, b_mode="kn", b_fmt="bf16", bias=bias_mode, epi=epi,
+                            out_fmt="bf16", softmax=False, tiling=tiling)
+            kernel = eng._kernel("gemm", spec, lambda spec=spec: build_gemm(cfg, spec))
+            args = {"m": mi, "a": a.addr + m0 * k * 2, "b": b.addr, "c": out.addr + m0 * n * 2}
+            if bias_mode != "none":
+                args["bias"] = bias.addr + (m0 * n * 2 if bias_mode == "full" else 0)
+            calls.append([(kernel.blob, kernel.gprs(**args))])
+        run = _run(multi, "matmul", "m", shares, calls, timeout)
+    except BaseException:
+        out.free()
+        raise
+    return out, run
 
 
 def _matmul_k(multi: MultiEngine, a_bits: np.ndarray, b_bits: np.ndarray, ao: Any,

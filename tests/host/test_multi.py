@@ -297,3 +297,23 @@ def test_a_single_engine_multi_works_and_matches_the_plain_engine():
     r1 = m.run(p)
     (r2,) = mm.run_all([p])
     assert (r1.cycles, r1.instructions, r1.halt_code) == (r2.cycles, r2.instructions, 4)
+
+
+def test_dram_is_shared_by_the_engines_that_use_it():
+    """A LOAD-bound program alone gets the whole bandwidth; two at once each get half (the
+    fair rule, checked against one engine whose timing has half the bandwidth); an engine
+    without DMA does not count."""
+    from unified_engine.host.engine import default_regions
+
+    m = multi(2)
+    c = m.config
+    p = Program(c)
+    p.load(dram=0x8000, sram=0, row_bytes=4096)
+    p.halt()
+    alone = m[0].run(p).cycles
+    both = m.run_all([p, p])
+    with_idle = m.run_all([p, halt(c)])
+    half = Engine.open("model", c, dram_bytes=DRAM, timing=shared_timing(c, 2),
+                       regions=default_regions(DRAM // 2))
+    assert with_idle[0].cycles == alone
+    assert both[0].cycles == both[1].cycles == half.run(p).cycles > alone
