@@ -39,6 +39,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -361,8 +362,6 @@ class MultiEngine:
         return self._collect()
 
     def _wait(self, timeout: float) -> bool:
-        import time
-
         if hasattr(self.device, "wait_all"):
             return self.device.wait_all(timeout)
         deadline = time.monotonic() + timeout
@@ -391,14 +390,6 @@ class MultiEngine:
             if hazards and eng.strict:
                 raise RaceError(hazards, result)
         return results  # type: ignore[return-value]
-
-    def cycles(self, results: Sequence[RunResult]) -> int:
-        """Cycles of a :meth:`run_all` on the SoC: the longest engine's (they start together)."""
-        return max(r.cycles for r in results)
-
-    def peak_macs(self) -> int:
-        """MACs per cycle of all engines."""
-        return self.config.macs_per_cycle * len(self)
 
 
 def _has_dma(config: EngineConfig, program: Program | bytes) -> bool:

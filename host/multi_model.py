@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import bisect
 import time
-from typing import Any
 
 import numpy as np
 
@@ -246,7 +245,7 @@ class EngineModel(ModelDevice):
     def _start(self) -> None:
         if self._busy:
             return
-        self.bus.starting(self.index, getattr(self, "_start_offset", None))
+        self.bus.starting(self.index)
         super()._start()
 
     def _soft_reset(self) -> None:
@@ -304,19 +303,6 @@ class MultiModelDevice:
         """The ``Device`` of engine ``index``."""
         return self.views[index]
 
-    def start_all(self, indices: list[int]) -> None:
-        """START the given engines together at SoC cycle 0 (their PROGRAM_ADDR etc. set)."""
-        if self.bus.running():
-            raise RuntimeError("start_all while engines are running")
-        for i in indices:
-            self.views[i]._start_offset = 0
-        try:
-            for i in indices:
-                self.views[i]._start()
-        finally:
-            for i in indices:
-                del self.views[i]._start_offset
-
     def wait_all(self, timeout: float) -> bool:
         """Step every running engine until all stopped (True) or ``timeout`` seconds."""
         self.bus.advance(time.monotonic() + max(0.0, timeout))
@@ -327,7 +313,3 @@ class MultiModelDevice:
 
     def close(self) -> None:
         """Nothing to release (the image is garbage-collected)."""
-
-    def info(self) -> dict[str, Any]:
-        """SoC-cycle offsets of the engines' runs (for a common timeline)."""
-        return {"offsets": list(self.bus.offset)}
