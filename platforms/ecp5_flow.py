@@ -41,14 +41,20 @@ from .estimate import with_heartbeat
 from .selftest import SelfTest
 from .ulx3s import Ulx3sPlatform, ulx3s_config
 
-__all__ = ["DEFAULT_DSP_MIN_WIDTH", "Ecp5Result", "Ulx3sTop", "build_ecp5", "dsp_prepass",
-           "parse_nextpnr_log", "yowasp_tools"]
+__all__ = ["DEFAULT_DSP_MIN_WIDTH", "DSP_FULL", "DSP_SOFT", "Ecp5Result", "Ulx3sTop",
+           "build_ecp5", "dsp_prepass", "parse_nextpnr_log", "yowasp_tools"]
 
 #: Amaranth's tool variable → YoWASP executable.
 #: Narrowest multiplier operand put on a MULT18X18D by default: a 24-bit significand then
 #: takes one block for its 18-bit slice and LUTs for the 6-bit rest (measured on the
 #: ``ulx3s_config()`` netlist: 263 MULT18X18D with Yosys' default of 2, 122 with 7).
 DEFAULT_DSP_MIN_WIDTH = 7
+#: Blocks whose products keep every 18-bit slice on a MULT18X18D, and blocks kept in LUTs:
+#: the reciprocal and rsqrt Newton steps are 24×15…24×17 products (a LUT 6×17 slice costs
+#: ~300 LUT4), the PEs' bf16 products are 8×8 (~170 LUT4 each); with these the ulx3s
+#: engine needs ~150 of the 156 MULT18X18D (ulx3s_config netlist, per-cell count).
+DSP_FULL: tuple[str, ...] = ("reciprocal", "rsqrt")
+DSP_SOFT: tuple[str, ...] = ("array",)
 #: ECP5 multiplier block geometry for ``mul2dsp`` (18×18 signed/unsigned).
 _DSP_MAX_WIDTH = 18
 
@@ -110,25 +116,47 @@ _FMAX = re.compile(r"Max frequency for clock\s+'([^']+)':\s+([\d.]+) MHz \((PASS
 _UTIL = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", re.MULTILINE)
 
 
-def dsp_prepass(min_width: int) -> str:
+def _check_patterns(name: str, patterns: tuple[str, ...]) -> tuple[str, ...]:
+    if isinstance(patterns, str) or not all(
+            isinstance(p, str) and re.fullmatch(r"[A-Za-z0-9_]+", p) for p in patterns):
+        raise ValueError(f"{name} must be a tuple of block names (letters, digits, _), "
+                         f"got {patterns!r}")
+    return tuple(patterns)
+
+
+def dsp_prepass(min_width: int, full: tuple[str, ...] = (), soft: tuple[str, ...] = ()) -> str:
     """Yosys commands (run after ``read_rtlil``, before ``synth_ecp5 -nodsp``) that map
     multipliers to MULT18X18D only where both operands — after ``mul2dsp`` splits wide ones
     into 18-bit slices — are at least ``min_width`` bits; the rest go back to ``$mul`` for
     LUT logic.  The commands are the ones ``synth_ecp5`` itself runs (coarse steps, then
-    ``mul2dsp`` with the ECP5 18×18 map), only the two ``MINWIDTH`` macros differ."""
+    ``mul2dsp`` with the ECP5 18×18 map), only the ``MINWIDTH`` macros differ.
+
+    ``full``: blocks (a name in the flattened hierarchy, e.g. ``"reciprocal"``) whose
+    products keep Yosys' default (every slice on a MULT18X18D); ``soft``: blocks whose
+    products all stay in LUTs.  Together they spend the blocks where a LUT product would be
+    widest (see ``DSP_FULL`` / ``DSP_SOFT``)."""
     if isinstance(min_width, bool) or not isinstance(min_width, int) or \
             not 2 <= min_width <= _DSP_MAX_WIDTH:
         raise ValueError(f"dsp_min_width must be an int in 2…{_DSP_MAX_WIDTH} (operand bits), "
                          f"got {min_width!r}")
+    full, soft = _check_patterns("dsp_full", full), _check_patterns("dsp_soft", soft)
     m = _DSP_MAX_WIDTH
-    return "\n".join([
-        "hierarchy -top top", "proc", "flatten", "opt_expr", "opt_clean",
-        "opt -nodffe -nosdff", "wreduce", "peepopt", "opt_clean",
-        f"techmap -map +/mul2dsp.v -map +/lattice/dsp_map_18x18.v -D DSP_A_MAXWIDTH={m} "
-        f"-D DSP_B_MAXWIDTH={m} -D DSP_A_MINWIDTH={min_width} -D DSP_B_MINWIDTH={min_width} "
-        "-D DSP_NAME=$__MUL18X18",
-        "chtype -set $mul t:$__soft_mul",
-    ])
+
+    def techmap(width: int, selection: str) -> str:
+        return (f"techmap -map +/mul2dsp.v -map +/lattice/dsp_map_18x18.v "
+                f"-D DSP_A_MAXWIDTH={m} -D DSP_B_MAXWIDTH={m} -D DSP_A_MINWIDTH={width} "
+                f"-D DSP_B_MINWIDTH={width} -D DSP_NAME=$__MUL18X18 {selection}")
+
+    def union(patterns: tuple[str, ...]) -> str:
+        return " ".join(f"*/*{p}*" + (" %u" if i else "") for i, p in enumerate(patterns))
+
+    steps = ["hierarchy -top top", "proc", "flatten", "opt_expr", "opt_clean",
+             "opt -nodffe -nosdff", "wreduce", "peepopt", "opt_clean"]
+    if full:
+        steps.append(techmap(2, f"t:$mul {union(full)} %i"))
+    steps.append(techmap(min_width, f"t:$mul {union(soft)} %d" if soft else "t:$mul"))
+    steps.append("chtype -set $mul t:$__soft_mul")
+    return "\n".join(steps)
 
 
 def parse_nextpnr_log(text: str) -> tuple[dict[str, float], dict[str, tuple[int, int]]]:
@@ -141,19 +169,21 @@ def parse_nextpnr_log(text: str) -> tuple[dict[str, float], dict[str, tuple[int,
 
 def build_ecp5(out: str | Path, config: EngineConfig | None = None, *, seed: int = 1,
                dsp_min_width: int | None = DEFAULT_DSP_MIN_WIDTH,
+               dsp_full: tuple[str, ...] = DSP_FULL, dsp_soft: tuple[str, ...] = DSP_SOFT,
                progress: Callable[[str], None] | None = None) -> Ecp5Result:
     """Synthesise, place, route and pack the ULX3S self-test image for ``config`` (default
-    :func:`~.ulx3s.ulx3s_config`); ``dsp_min_width``: see :func:`dsp_prepass` (``None``:
-    Yosys' own multiplier mapping).  ``ValueError`` for a bad argument, ``RuntimeError`` if
-    a tool is missing or fails."""
+    :func:`~.ulx3s.ulx3s_config`); ``dsp_min_width``, ``dsp_full``, ``dsp_soft``: see
+    :func:`dsp_prepass` (``dsp_min_width=None``: Yosys' own multiplier mapping).
+    ``ValueError`` for a bad argument, ``RuntimeError`` if a tool is missing or fails."""
     say = progress or (lambda _line: None)
     config = config or ulx3s_config()
     if not isinstance(config, EngineConfig):
         raise TypeError(f"build_ecp5 needs an EngineConfig, got {type(config).__name__}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be an int ≥ 0 (nextpnr --seed), got {seed!r}")
-    dsp = {} if dsp_min_width is None else {"script_after_read": dsp_prepass(dsp_min_width),
-                                            "synth_opts": "-nodsp"}
+    dsp = {} if dsp_min_width is None else {
+        "script_after_read": dsp_prepass(dsp_min_width, dsp_full, dsp_soft),
+        "synth_opts": "-nodsp"}
     out = Path(out)
     tools = yowasp_tools()
     start = time.monotonic()
@@ -190,7 +220,8 @@ def build_ecp5(out: str | Path, config: EngineConfig | None = None, *, seed: int
                         time.monotonic() - start, log)
     (out / "summary.json").write_text(json.dumps(
         {**result.as_dict(), "config": config.to_dict(), "clocks": fmax,
-         "dsp_min_width": dsp_min_width,
+         "dsp_min_width": dsp_min_width, "dsp_full": list(dsp_full),
+         "dsp_soft": list(dsp_soft),
          "tools": {k: Path(v).name for k, v in tools.items()}}, indent=2) + "\n")
     say(f"ecp5: {result.bitstream} in {result.seconds:.0f} s; nextpnr Fmax "
         f"{result.fmax_mhz} MHz (target {config.clock_mhz:g} MHz)")

@@ -5,6 +5,7 @@ bitstream with nextpnr's Fmax (``synth`` + ``slow``)."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -16,6 +17,8 @@ from unified_engine.host import Engine
 from unified_engine.platforms.axi_ram import AxiRam
 from unified_engine.platforms.ecp5_flow import (
     DEFAULT_DSP_MIN_WIDTH,
+    DSP_FULL,
+    DSP_SOFT,
     build_ecp5,
     dsp_prepass,
     parse_nextpnr_log,
@@ -159,17 +162,13 @@ def test_build_ecp5_validates_before_running_any_tool(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.synth
-@pytest.mark.parametrize(("min_width", "expect"), [(2, (5, 0)), (DEFAULT_DSP_MIN_WIDTH, (1, 3))])
-def test_dsp_prepass_keeps_narrow_products_in_luts(tmp_path, min_width, expect):
-    """A 24×24 product (a fp32 significand) and a 16×3 one through the pre-pass: with Yosys'
-    own minimum (2) the first takes 2×2 MULT18X18D and the second one more; with the flow default
-    the 24×24 keeps one block for its 18×18 slice and its two 6-bit slices plus the 16×3
-    product stay ``$mul`` (LUT logic)."""
+def _prepass_stat(tmp_path, script: str) -> dict[str, int]:
+    """Three 24×17 products in blocks ``reciprocal``, ``array`` and ``exp`` plus a 16×3
+    one at the top, through ``script`` (a :func:`dsp_prepass`); {cell type: count}."""
     import subprocess
 
     from amaranth.back import rtlil
-    from amaranth.hdl import Module, Signal
+    from amaranth.hdl import Elaboratable, Module, Signal
 
     from unified_engine.platforms.ecp5_flow import yowasp_tools
 
@@ -177,23 +176,51 @@ def test_dsp_prepass_keeps_narrow_products_in_luts(tmp_path, min_width, expect):
         yosys = yowasp_tools()["YOSYS"]
     except RuntimeError as exc:
         pytest.skip(str(exc))
+
+    class Product(Elaboratable):
+        def __init__(self, wa: int, wb: int) -> None:
+            self.a, self.b, self.y = Signal(wa), Signal(wb), Signal(wa + wb)
+
+        def elaborate(self, platform) -> Module:
+            m = Module()
+            m.d.comb += self.y.eq(self.a * self.b)
+            return m
+
     m = Module()
-    a, b, c, d = Signal(24), Signal(24), Signal(16), Signal(3)
-    y, z = Signal(48), Signal(19)
-    m.d.comb += [y.eq(a * b), z.eq(c * d)]
-    (tmp_path / "top.il").write_text(rtlil.convert(m, name="top", ports=[a, b, c, d, y, z]))
-    script = f"read_rtlil top.il\n{dsp_prepass(min_width)}\ntee -o stat.txt stat\n"
-    (tmp_path / "pre.ys").write_text(script)
+    blocks = {"reciprocal": Product(24, 17), "array": Product(24, 17), "exp": Product(24, 17)}
+    for name, block in blocks.items():
+        m.submodules[name] = block
+    c, d, z = Signal(16), Signal(3), Signal(19)
+    m.d.comb += z.eq(c * d)
+    ports = [c, d, z, *(s for b in blocks.values() for s in (b.a, b.b, b.y))]
+    (tmp_path / "top.il").write_text(rtlil.convert(m, name="top", ports=ports))
+    (tmp_path / "pre.ys").write_text(f"read_rtlil top.il\n{script}\ntee -o stat.txt stat\n")
     done = subprocess.run([yosys, "-q", "-s", "pre.ys"], cwd=tmp_path, capture_output=True,
                           text=True, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     stat = (tmp_path / "stat.txt").read_text()
+    return {cell: int(n) for n, cell in re.findall(r"^\s*(\d+)\s+(\S+)\s*$", stat, re.MULTILINE)
+            if cell in ("MULT18X18D", "$mul")}
 
-    def count(cell: str) -> int:
-        found = re.search(rf"^\s*(\d+)\s+{re.escape(cell)}\s*$", stat, re.MULTILINE)
-        return int(found.group(1)) if found else 0
 
-    assert (count("MULT18X18D"), count("$mul")) == expect
+@pytest.mark.synth
+@pytest.mark.parametrize(("args", "expect"), [
+    # Yosys' own minimum: each 24×17 takes 2 blocks (18+6 slices), the 16×3 one more
+    ((2,), {"MULT18X18D": 7}),
+    # default width: one block per 24×17 (its 6×17 slice in LUTs), 16×3 in LUTs
+    ((DEFAULT_DSP_MIN_WIDTH,), {"MULT18X18D": 3, "$mul": 4}),
+    # reciprocal keeps both slices on blocks, array goes all-LUT, exp as the default
+    ((DEFAULT_DSP_MIN_WIDTH, ("reciprocal",), ("array",)), {"MULT18X18D": 3, "$mul": 3}),
+])
+def test_dsp_prepass_puts_the_chosen_products_on_mult18x18d(tmp_path, args, expect):
+    assert _prepass_stat(tmp_path, dsp_prepass(*args)) == expect
+
+
+def test_dsp_prepass_rejects_bad_block_names():
+    with pytest.raises(ValueError, match="dsp_full must be a tuple of block names"):
+        dsp_prepass(7, "reciprocal")
+    with pytest.raises(ValueError, match="dsp_soft must be a tuple of block names"):
+        dsp_prepass(7, (), ("a*b",))
 
 
 @pytest.mark.slow
@@ -230,7 +257,14 @@ def test_ecp5_bitstream_with_the_yowasp_wheels(tmp_path):
         pytest.skip(str(exc))
     result = build_ecp5(tmp_path)
     bit = result.bitstream.read_bytes()
-    assert len(bit) > 100_000
+    assert len(bit) > 100_000 and len(set(bit)) > 2
     assert result.fmax_mhz is not None and result.fmax_mhz > 0
     used, available = result.utilisation["TRELLIS_COMB"]
-    assert 0 < used < available == 83640
+    assert 0 < used <= available == 83640
+    assert 0 < result.utilisation["MULT18X18D"][0] <= result.utilisation["MULT18X18D"][1] == 156
+    over = {k: v for k, v in result.utilisation.items() if v[0] > v[1]}
+    assert not over, f"over 100 % of the LFE5U-85F: {over}"
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["fmax_mhz"] == result.fmax_mhz
+    assert (summary["dsp_min_width"], summary["dsp_full"], summary["dsp_soft"]) == \
+        (DEFAULT_DSP_MIN_WIDTH, list(DSP_FULL), list(DSP_SOFT))
