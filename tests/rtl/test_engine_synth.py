@@ -2,10 +2,11 @@
 """Whole-engine Yosys estimate (``tools/engine_resources.py``): the structural facts that must
 not drift silently, with expected values derived from the configuration, not from a run.
 
-The ``synth`` tests synthesise a whole engine hierarchically. They are long: on the shared
-2-core VM at load average ~20, ``sim_small`` took 4 min to convert and was still in Yosys
-after 35 min; the default engine (also marked ``slow``) needs well over an hour there. The
-unmarked tests check the table logic on hand-made ``stat -json`` data in milliseconds.
+The ``synth`` tests synthesise a whole engine module by module (``platforms.estimate_modules``,
+results cached per module in ``~/.cache/unified-engine/estimates/modules``). They are long
+when cold: the default engine (also marked ``slow``) took 24 min of Yosys on the shared 2-core
+VM at load average 5–7, plus the RTLIL conversion. The unmarked tests check the table logic on
+hand-made ``stat -json`` data in milliseconds.
 """
 
 from __future__ import annotations
