@@ -1,11 +1,11 @@
 """The benchmark's plot: utilization per op, ours vs the anchor (``bench --png``).
 
 ``python -m unified_engine.bench_plot model.json rtl.json --png docs/img/bench.png`` plots
-the rows of several ``bench --json`` files side by side (one bar series per file, labelled
-with its backend and size).  The anchor's bar is ``our ideal cycles ÷ the anchor's published
-cycles`` for rows measured at M = K = N = 1024 (the only size its datasheet gives): for array
-ops that is its fraction of the same 64 MAC/cycle peak, for memory ops the fraction of *our*
-DRAM bound its cycle count reaches.
+the rows of several ``bench --json`` files side by side (one bar series per backend and size;
+files with the same backend and size are merged).  The anchor's bar is ``our ideal cycles ÷
+the anchor's published cycles`` for rows measured at M = K = N = 1024 (the only size its
+datasheet gives): for array ops that is its fraction of the same 64 MAC/cycle peak, for
+memory ops the fraction of *our* DRAM bound its cycle count reaches.
 """
 
 from __future__ import annotations
@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             doc = json.load(fh)
         if not isinstance(doc, dict) or "rows" not in doc:
             ap.error(f"{name} is not a bench --json file (no 'rows')")
-        series[f"{doc['backend']}, size {doc['size']}"] = doc["rows"]
+        # files of one backend and size (e.g. rows run in separate processes) form one series
+        series.setdefault(f"{doc['backend']}, size {doc['size']}", []).extend(doc["rows"])
     utilization_png(series, args.png, title=args.title)
     return 0
 
