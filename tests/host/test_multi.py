@@ -23,7 +23,7 @@ from unified_engine.host.multi import (
     split,
 )
 from unified_engine.host.multi_model import FlagBus
-from unified_engine.isa import SYNC_FLAGS, SyncOp
+from unified_engine.isa import SYNC_FLAGS, Opcode, SyncOp, isa_for
 from unified_engine.regs import ErrorCode, TraceKind
 
 DRAM = 1 << 22
@@ -317,3 +317,34 @@ def test_dram_is_shared_by_the_engines_that_use_it():
                        regions=default_regions(DRAM // 2))
     assert with_idle[0].cycles == alone
     assert both[0].cycles == both[1].cycles == half.run(p).cycles > alone
+
+
+def test_barrier_and_link_validate_their_arguments():
+    c = cfg()
+    assert len(barrier(c, 1, 4, 7).instructions()) == 2
+    with pytest.raises(ValueError, match=r"4 engines have 8 barriers \(0…7\)"):
+        barrier(c, 0, 4, 8)
+    with pytest.raises(ValueError, match="engine=2 must be in 0…1"):
+        barrier(c, 2, 2)
+    no_halt = Program(c)
+    no_halt.nop()
+    with pytest.raises(ValueError, match="part 0 must end with its only HALT"):
+        link(c, no_halt, halt(c))
+    absolute = Program(c)
+    absolute.jump(1)  # an absolute target
+    absolute.halt()
+    with pytest.raises(ValueError, match="part 1 has absolute jumps at"):
+        link(c, halt(c), absolute)
+    other = Program(dataclasses.replace(c, engines=2))
+    other.halt()
+    with pytest.raises(ValueError, match="different EngineConfig"):
+        link(c, other, halt(c))
+    with pytest.raises(ValueError, match="non-empty program image"):
+        link(c, b"", halt(c))
+    # a linked image: the first HALT became a FENCE, one HALT left at the end
+    image = link(c, halt(c, 1), halt(c, 2))
+    first, second = (isa_for(c).decode(int.from_bytes(image[i:i + 32], "little"))
+                     for i in (0, 32))
+    assert len(image) == 64
+    assert first.opcode is Opcode.SYNC and first["op"] is SyncOp.FENCE
+    assert second.opcode is Opcode.HALT and second["code"] == 2
