@@ -269,7 +269,9 @@ def shard_matmul_device(multi: MultiEngine, a: DeviceTensor, b: DeviceTensor,
             if not mi:
                 calls.append([])
                 continue
-            tiling = choose_tiling_cached(eng, eng._m_bucket(mi), k, n, b_fmt="bf16",
+            # the tiling the single engine picks for all M rows (its M-block size is the
+            # better choice for a share too; any tiling serves any runtime M)
+            tiling = choose_tiling_cached(eng, eng._m_bucket(m), k, n, b_fmt="bf16",
                                           bias=bias_mode, softmax=False, b_mode="kn")
             spec = GemmSpec(k=k, n=n, b_mode="kn", b_fmt="bf16", bias=bias_mode, epi=epi,
                             out_fmt="bf16", softmax=False, tiling=tiling)
