@@ -279,6 +279,48 @@ def test_input_validation(tmp_path):
             "\\a")
 
 
+def test_board_estimate_uses_the_module_wise_estimator(tmp_path, monkeypatch):
+    """``platforms.estimate.estimate`` (``build.py --estimate``) goes through the module-wise
+    path by default: a stand-in ``synth_batch`` counts one FDRE per ``$dff`` bit, so a
+    12-bit counter engine is 12 FF per engine; the module cache is filled."""
+    from amaranth.hdl import Module
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import Out
+
+    from unified_engine.config import EngineConfig
+    from unified_engine.platforms import estimate as est
+    from unified_engine.platforms.kintex7 import Kintex7Platform
+
+    class Counter(wiring.Component):
+        def __init__(self, config, index):
+            super().__init__({"count": Out(12)})
+
+        def elaborate(self, platform):
+            m = Module()
+            m.d.sync += self.count.eq(self.count + 1)
+            return m
+
+    def fake_batch(text, top, members, family, **_kw):
+        modules = em.parse_rtlil(text)
+        out = {}
+        for member in members:
+            body = modules["\\" + member].body
+            ff = sum(int(body[i + 1].split()[-1]) for i, line in enumerate(body)
+                     if line.startswith("  cell $dff ") and "WIDTH" in body[i + 1])
+            out[member] = {"FDRE": ff} | {c.lstrip("\\"): n
+                                          for c, n in modules["\\" + member].children.items()}
+        return out, 0.1
+
+    monkeypatch.setenv("UNIFIED_ENGINE_CACHE", str(tmp_path))
+    monkeypatch.setattr(em, "synth_batch", fake_batch)
+    lines: list[str] = []
+    result = est.estimate(Kintex7Platform, EngineConfig(engines=2), engine_factory=Counter,
+                          progress=lines.append)
+    assert result.engine["FF"] == 12 and result.engines == 2
+    assert any(line.startswith("module-wise estimate: 1 modules") for line in lines)
+    assert list((tmp_path / "estimates" / "modules").glob("*.json"))
+
+
 # ----- real Yosys ---------------------------------------------------------------------------
 
 
