@@ -13,17 +13,21 @@ same script on each module separately:
    attributes (file paths and line numbers), with each child module's name replaced by a
    digest of the child's ports.  Identical modules (Amaranth emits 64 copies of one PE)
    share a digest;
-3. each distinct module is written to its own RTLIL file with its direct children declared as
-   ``blackbox`` modules (ports only, :func:`module_text`) and synthesised with
-   :data:`SCRIPT` (``synth_xilinx -family F -noiopad``, split around ``splitnets`` like
-   ``rtl/synth.py``, no ``-flatten``); ``stat -json`` gives its own primitive cells (the
-   blackbox instances are not counted);
-4. the total is the sum over the instance tree of (instances × own cells)
-   (:func:`instance_counts`).
+3. each distinct module is synthesised with its direct children declared as ``blackbox``
+   modules (ports only, :func:`module_text`) by :data:`SCRIPT` (``synth_xilinx -family F
+   -noiopad``, split around ``splitnets`` like ``rtl/synth.py``, no ``-flatten``); modules
+   smaller than :data:`BATCH_LINES` share a Yosys run under a wrapper top
+   (:func:`batch_text`, :func:`plan_batches`), because every run first spends seconds reading
+   the Xilinx cell library; ``stat -json`` gives each module's own primitive cells and the
+   child instances that survived (Yosys drops an instance whose outputs are all unused);
+4. the total is the sum over the instance tree of (surviving instances × own cells).
 
 Each module's cells are cached under ``<cache>/modules/<key>.json``, the key a hash of (module
 digest, family, script, Yosys version): a second configuration or a re-run synthesises only
-the modules that changed, and a crash loses only the modules in flight.  ``jobs`` Yosys
+the modules that changed, and a crash loses only the Yosys runs in flight.  The method is
+exact for flip-flops, carries, DSPs, RAMs and instance counts against the hierarchical run;
+ABC9's LUT mapping of a module varies by about ±1 % with the other modules in its run
+(measured, docs/resources.md "Whole engine").  ``jobs`` Yosys
 processes run at once (default 1: the development VM has two cores shared by several users).
 
 These are Yosys estimates, not Vivado results (docs/resources.md, "Whole engine").
