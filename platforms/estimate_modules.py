@@ -326,6 +326,27 @@ def yosys_version() -> str:
         return _VERSION[key]
 
 
+def _run_yosys(design_name: str, text: str, script: str, what: str, *, timeout: float,
+               keep_dir: str | os.PathLike | None) -> tuple[dict, float]:
+    """Run ``script`` (which writes ``stat.json``) on the RTLIL ``text`` saved as
+    ``design_name`` in a work directory (``keep_dir`` or a temporary one); returns (the parsed
+    ``stat.json``, Yosys seconds).  ``RuntimeError`` with the log's tail if Yosys fails."""
+    with tempfile.TemporaryDirectory(prefix="ue-yosys-") as tmp:
+        work = Path(keep_dir) if keep_dir is not None else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        (work / design_name).write_text(text)
+        (work / "synth.ys").write_text(script)
+        start = time.monotonic()
+        result = subprocess.run([*_yosys_command(), "-q", "-l", "yosys.log", "-s", "synth.ys"],
+                                cwd=work, capture_output=True, text=True, timeout=timeout)
+        seconds = time.monotonic() - start
+        if result.returncode != 0:
+            log = (work / "yosys.log").read_text() if (work / "yosys.log").exists() else ""
+            raise RuntimeError(f"yosys failed on {what} (exit {result.returncode}):\n"
+                               f"{result.stderr[-1500:]}{log[-1500:]}")
+        return json.loads((work / "stat.json").read_text()), seconds
+
+
 def synth_batch(text: str, top: str, members: list[str], family: str, *,
                 timeout: float = 3 * 3600.0,
                 keep_dir: str | os.PathLike | None = None) -> tuple[dict[str, dict[str, int]],
@@ -337,20 +358,8 @@ def synth_batch(text: str, top: str, members: list[str], family: str, *,
     here, and the sum over the hierarchy must follow.  ``RuntimeError`` (naming the modules)
     if Yosys fails."""
     what = ", ".join(m.lstrip("\\") for m in members[:3]) + (" …" if len(members) > 3 else "")
-    with tempfile.TemporaryDirectory(prefix="ue-module-") as tmp:
-        work = Path(keep_dir) if keep_dir is not None else Path(tmp)
-        work.mkdir(parents=True, exist_ok=True)
-        (work / "module.il").write_text(text)
-        (work / "synth.ys").write_text(SCRIPT.format(top=top, family=family))
-        start = time.monotonic()
-        result = subprocess.run([*_yosys_command(), "-q", "-l", "yosys.log", "-s", "synth.ys"],
-                                cwd=work, capture_output=True, text=True, timeout=timeout)
-        seconds = time.monotonic() - start
-        if result.returncode != 0:
-            log = (work / "yosys.log").read_text() if (work / "yosys.log").exists() else ""
-            raise RuntimeError(f"yosys failed on module {what} (exit {result.returncode}):\n"
-                               f"{result.stderr[-1500:]}{log[-1500:]}")
-        stat = json.loads((work / "stat.json").read_text())
+    stat, seconds = _run_yosys("module.il", text, SCRIPT.format(top=top, family=family),
+                               f"module {what}", timeout=timeout, keep_dir=keep_dir)
     out = {}
     for member in members:
         name = member.lstrip("\\")
@@ -391,20 +400,8 @@ def synth_hierarchy(text: str, top: str, family: str, *, timeout: float = 6 * 36
     Yosys seconds).  ``RuntimeError`` if Yosys fails."""
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; allowed: {', '.join(FAMILIES)}")
-    with tempfile.TemporaryDirectory(prefix="ue-hierarchy-") as tmp:
-        work = Path(keep_dir) if keep_dir is not None else Path(tmp)
-        work.mkdir(parents=True, exist_ok=True)
-        (work / "design.il").write_text(text)
-        (work / "synth.ys").write_text(HIERARCHY_SCRIPT.format(top=top, family=family))
-        start = time.monotonic()
-        result = subprocess.run([*_yosys_command(), "-q", "-l", "yosys.log", "-s", "synth.ys"],
-                                cwd=work, capture_output=True, text=True, timeout=timeout)
-        seconds = time.monotonic() - start
-        if result.returncode != 0:
-            log = (work / "yosys.log").read_text() if (work / "yosys.log").exists() else ""
-            raise RuntimeError(f"yosys failed (exit {result.returncode}):\n"
-                               f"{result.stderr[-1500:]}{log[-1500:]}")
-        return json.loads((work / "stat.json").read_text()), seconds
+    return _run_yosys("design.il", text, HIERARCHY_SCRIPT.format(top=top, family=family),
+                      f"design {top}", timeout=timeout, keep_dir=keep_dir)
 
 
 def hierarchy_cells(stat: Mapping) -> dict[str, int]:
